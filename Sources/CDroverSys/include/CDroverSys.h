@@ -1,0 +1,228 @@
+/* CDroverSys: the few things Swift cannot say through Glibc.
+ *
+ *  - GNU/Linux calls that Swift's Glibc module hides (it is built without
+ *    _GNU_SOURCE): accept4, pipe2, memfd_create, close_range, pidfd_open,
+ *    epoll, prctl.
+ *  - fork+exec of an app with fd layout, signal reset and privilege drop done
+ *    in the child before exec (posix_spawn cannot change uid/gid, and code
+ *    after fork must be async-signal-safe, which Swift cannot promise).
+ *  - the shared-memory scoreboard layout and its seqlock, which must be one
+ *    fixed C layout read by several processes.
+ *
+ * Everything here is a thin wrapper; policy lives in Swift. */
+#ifndef DROVER_CDROVERSYS_H
+#define DROVER_CDROVERSYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+/* ---- syscalls Glibc hides ------------------------------------------------ */
+int drover_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+int drover_pipe2(int fds[2], int flags);
+int drover_memfd_create(const char *name, unsigned int flags);
+int drover_close_range(unsigned int first, unsigned int last);
+int drover_pidfd_open(pid_t pid);
+int drover_set_pdeathsig(int sig);
+int drover_set_dumpable(int on);
+
+enum {
+    DROVER_SOCK_CLOEXEC = 02000000,
+    DROVER_SOCK_NONBLOCK = 04000,
+    DROVER_O_CLOEXEC = 02000000,
+    DROVER_MFD_CLOEXEC = 1,
+};
+
+/* ---- epoll ---------------------------------------------------------------- */
+int drover_epoll_create(void);
+/* events: EPOLLIN etc.; data: caller's token */
+int drover_epoll_add(int epfd, int fd, uint32_t events, uint64_t data);
+int drover_epoll_mod(int epfd, int fd, uint32_t events, uint64_t data);
+int drover_epoll_del(int epfd, int fd);
+/* Waits for at most `max` events; fills tokens[i] / events[i]. */
+int drover_epoll_wait(int epfd, uint64_t *tokens, uint32_t *events, int max, int timeout_ms);
+
+enum {
+    DROVER_EPOLLIN = EPOLLIN,
+    DROVER_EPOLLOUT = EPOLLOUT,
+    DROVER_EPOLLERR = EPOLLERR,
+    DROVER_EPOLLHUP = EPOLLHUP,
+    DROVER_EPOLLRDHUP = EPOLLRDHUP,
+    DROVER_EPOLLEXCLUSIVE = EPOLLEXCLUSIVE,
+};
+
+/* ---- signalfd --------------------------------------------------------------
+ * Blocks `sigs` (a zero-terminated list) and returns a signalfd for them;
+ * drover_signalfd_read returns the next signal number, 0 when none is
+ * pending, -1 on error. Children get an unblocked mask from drover_spawn. */
+int drover_signalfd_open(const int *sigs);
+int drover_signalfd_read(int fd);
+
+/* ---- processes ------------------------------------------------------------ */
+
+/* Unblocks every signal and restores default dispositions: a child of the
+ * master must not inherit libev's handlers or blocked mask. */
+void drover_reset_signals(void);
+
+/* fork() for a worker: the child resets signals, asks for `deathsig` when its
+ * parent dies, and exits at once if the parent is already gone. Returns as
+ * fork() does. */
+pid_t drover_fork_child(int deathsig);
+
+/* Drops to uid/gid with the user's supplementary groups (setgroups before
+ * setgid before setuid). `user` may be NULL: then only gid itself is kept as
+ * supplementary group. Returns 0 or -1 with errno. */
+int drover_drop_privileges(const char *user, uid_t uid, gid_t gid);
+
+struct drover_spawn_request {
+    const char *path;          /* absolute path of the program */
+    char *const *argv;
+    char *const *envp;
+    int fd0;                   /* becomes fd 0 (FCGI_LISTENSOCK_FILENO), -1: /dev/null */
+    int fd1;                   /* becomes fd 1, -1: /dev/null */
+    int fd2;                   /* becomes fd 2, -1: /dev/null */
+    const char *chdir;         /* NULL: stay */
+    int deathsig;              /* sent to the child when its parent dies; 0: none */
+    int new_process_group;     /* setpgid(0,0): signals to the group reach the app's own children */
+};
+
+/* fork+exec. Returns -1 with *err = errno when fork fails. Otherwise returns
+ * the child's pid with *err = 0 on success, or with *err = the errno of the
+ * step that failed in the child (reported through a close-on-exec pipe, so a
+ * missing program is an error here, not a mystery exit 127); that child has
+ * already exited and the caller reaps it. */
+pid_t drover_spawn(const struct drover_spawn_request *req, int *err);
+
+/* ---- sockets -------------------------------------------------------------- */
+int drover_unix_listen(const char *path, int backlog);   /* bind+listen; -1/errno */
+int drover_unix_connect(const char *path, int nonblock);  /* -1/errno */
+/* Returns 1 when something accepts connections at path, 0 if not. */
+int drover_unix_is_live(const char *path);
+int drover_peer_cred(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
+
+/* ---- scoreboard ------------------------------------------------------------
+ * One memfd mapping: header, then `pool_capacity` pool records, then
+ * `slot_capacity` slot records. Field sizes follow php-fpm's scoreboard so
+ * truncation looks the same. A slot is written only by its worker (and by the
+ * master while no worker owns it) between seq_write_begin/end; readers copy
+ * it with drover_sb_slot_read, which retries while a write is in progress. */
+
+#define DROVER_SB_MAGIC 0x52564f4455524400ULL /* "DROVER\0" ish */
+#define DROVER_SB_LAYOUT 1
+
+enum drover_pm { DROVER_PM_STATIC = 0, DROVER_PM_DYNAMIC = 1, DROVER_PM_ONDEMAND = 2 };
+
+enum drover_slot_state {
+    DROVER_SLOT_FREE = 0,      /* no worker */
+    DROVER_SLOT_STARTING = 1,  /* forked, app not up yet */
+    DROVER_SLOT_IDLE = 2,
+    DROVER_SLOT_READING = 3,   /* reading headers */
+    DROVER_SLOT_RUNNING = 4,
+    DROVER_SLOT_FINISHING = 5,
+    DROVER_SLOT_DRAINING = 6,  /* told to stop; finishes what it has */
+};
+
+struct drover_sb_header {
+    uint64_t magic;
+    uint32_t layout;
+    uint32_t pool_capacity;
+    uint32_t slot_capacity;
+    int32_t master_pid;
+    uint32_t generation;
+    uint32_t reserved;
+    int64_t start_time_us;     /* CLOCK_REALTIME */
+    uint64_t pools_offset;
+    uint64_t slots_offset;
+    uint64_t total_size;
+};
+
+struct drover_sb_pool {
+    uint32_t seq;
+    uint32_t in_use;
+    char name[64];
+    uint32_t pm;
+    uint32_t max_children;
+    uint32_t start_servers;
+    uint32_t min_spare;
+    uint32_t max_spare;
+    uint32_t backoff_ms;       /* current respawn delay, 0 when healthy */
+    int64_t start_time_us;
+    /* counters: updated with atomic adds by workers / master */
+    uint64_t accepted_conn;
+    uint64_t active;           /* slots busy now: +1/-1 by workers, corrected by the master on reap */
+    uint64_t max_active;
+    uint64_t max_children_reached;
+    uint64_t slow_requests;
+    uint64_t spawns;
+    uint64_t crashes;
+    uint64_t dropped_log_records;
+};
+
+struct drover_sb_slot {
+    uint32_t seq;
+    uint32_t state;
+    int32_t worker_pid;
+    int32_t app_pid;
+    uint32_t generation;
+    uint32_t pool_index;
+    int64_t started_at_us;     /* worker start */
+    uint64_t requests;
+    int64_t accepted_at_us;    /* current or last request */
+    int64_t duration_us;       /* last request, set when it ends */
+    uint64_t content_length;
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t last_memory;      /* bytes; 0 = unknown */
+    double last_cpu;           /* percent; <0 = unknown */
+    uint32_t status;           /* last HTTP status seen, 0 = none */
+    uint32_t reserved;
+    char request_method[16];
+    char request_uri[128];
+    char query_string[512];
+    char script_filename[256];
+    char auth_user[32];
+};
+
+static inline void drover_seq_write_begin(uint32_t *seq) {
+    __atomic_fetch_add(seq, 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+static inline void drover_seq_write_end(uint32_t *seq) {
+    __atomic_fetch_add(seq, 1, __ATOMIC_RELEASE);
+}
+static inline uint64_t drover_atomic_add64(uint64_t *p, uint64_t v) {
+    return __atomic_add_fetch(p, v, __ATOMIC_RELAXED);
+}
+static inline uint64_t drover_atomic_sub64(uint64_t *p, uint64_t v) {
+    return __atomic_sub_fetch(p, v, __ATOMIC_RELAXED);
+}
+static inline uint64_t drover_atomic_load64(const uint64_t *p) {
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+static inline void drover_atomic_store64(uint64_t *p, uint64_t v) {
+    __atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+static inline void drover_atomic_store32(uint32_t *p, uint32_t v) {
+    __atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+static inline uint32_t drover_atomic_load32(const uint32_t *p) {
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+/* Raises *p to v if v is larger. */
+static inline void drover_atomic_max64(uint64_t *p, uint64_t v) {
+    uint64_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
+    while (cur < v && !__atomic_compare_exchange_n(p, &cur, v, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
+}
+
+/* Consistent copies; return 0 on success, -1 when a writer kept the record
+ * busy for every retry (a worker that died mid-write: the caller shows the
+ * slot as unknown rather than spin). */
+int drover_sb_slot_read(const struct drover_sb_slot *src, struct drover_sb_slot *dst);
+int drover_sb_pool_read(const struct drover_sb_pool *src, struct drover_sb_pool *dst);
+
+/* Copies at most cap-1 bytes and NUL-terminates (php-fpm truncates the same way). */
+void drover_copy_field(char *dst, size_t cap, const void *src, size_t len);
+
+#endif

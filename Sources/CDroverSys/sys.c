@@ -1,0 +1,284 @@
+#define _GNU_SOURCE
+#include "CDroverSys.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+int drover_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
+    return accept4(fd, addr, len, flags);
+}
+
+int drover_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+
+int drover_memfd_create(const char *name, unsigned int flags) { return memfd_create(name, flags); }
+
+int drover_close_range(unsigned int first, unsigned int last) {
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, first, last, 0) == 0) return 0;
+#endif
+    /* Old kernel: close one by one up to the fd limit. */
+    long max = sysconf(_SC_OPEN_MAX);
+    if (max < 0 || max > 65536) max = 65536;
+    for (long fd = first; fd < max && fd <= (long)last; fd++) close((int)fd);
+    return 0;
+}
+
+int drover_pidfd_open(pid_t pid) {
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int drover_set_pdeathsig(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
+
+int drover_set_dumpable(int on) { return prctl(PR_SET_DUMPABLE, on ? 1 : 0, 0, 0, 0); }
+
+/* ---- epoll ---- */
+int drover_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int drover_epoll_add(int epfd, int fd, uint32_t events, uint64_t data) {
+    struct epoll_event ev = {.events = events, .data.u64 = data};
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+int drover_epoll_mod(int epfd, int fd, uint32_t events, uint64_t data) {
+    struct epoll_event ev = {.events = events, .data.u64 = data};
+    return epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev);
+}
+
+int drover_epoll_del(int epfd, int fd) { return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL); }
+
+int drover_epoll_wait(int epfd, uint64_t *tokens, uint32_t *events, int max, int timeout_ms) {
+    struct epoll_event evs[64];
+    if (max > 64) max = 64;
+    int n = epoll_wait(epfd, evs, max, timeout_ms);
+    for (int i = 0; i < n; i++) {
+        tokens[i] = evs[i].data.u64;
+        events[i] = evs[i].events;
+    }
+    return n;
+}
+
+/* ---- signalfd ---- */
+int drover_signalfd_open(const int *sigs) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (const int *s = sigs; *s != 0; s++) sigaddset(&set, *s);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return -1;
+    return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+int drover_signalfd_read(int fd) {
+    struct signalfd_siginfo info;
+    ssize_t n = read(fd, &info, sizeof info);
+    if (n == (ssize_t)sizeof info) return (int)info.ssi_signo;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+    return -1;
+}
+
+/* ---- processes ---- */
+void drover_reset_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        sigaction(sig, &sa, NULL);
+    }
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+}
+
+pid_t drover_fork_child(int deathsig) {
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    drover_reset_signals();
+    if (deathsig > 0) {
+        prctl(PR_SET_PDEATHSIG, deathsig, 0, 0, 0);
+        /* The parent may have died between fork and prctl. */
+        if (getppid() != parent) _exit(0);
+    }
+    return 0;
+}
+
+int drover_drop_privileges(const char *user, uid_t uid, gid_t gid) {
+    if (user != NULL) {
+        if (initgroups(user, gid) != 0) return -1;
+    } else {
+        if (setgroups(1, &gid) != 0) return -1;
+    }
+    if (setgid(gid) != 0) return -1;
+    if (setuid(uid) != 0) return -1;
+    return 0;
+}
+
+static void child_fail(int pipe_fd, int err) {
+    ssize_t unused = write(pipe_fd, &err, sizeof err);
+    (void)unused;
+    _exit(127);
+}
+
+/* Moves fd to `target` (dup2), tolerating fd == target by clearing CLOEXEC. */
+static int place_fd(int fd, int target) {
+    if (fd == target) {
+        int flags = fcntl(fd, F_GETFD);
+        return flags < 0 ? -1 : fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
+    }
+    return dup2(fd, target) < 0 ? -1 : 0;
+}
+
+pid_t drover_spawn(const struct drover_spawn_request *req, int *err) {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) {
+        *err = errno;
+        return -1;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        *err = errno;
+        close(report[0]);
+        close(report[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(report[0]);
+        drover_reset_signals();
+        if (req->deathsig > 0) {
+            prctl(PR_SET_PDEATHSIG, req->deathsig, 0, 0, 0);
+            if (getppid() != parent) _exit(0);
+        }
+        if (req->new_process_group) setpgid(0, 0);
+        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (devnull < 0) child_fail(report[1], errno);
+        /* Lift the fds above 2 first so that dup2 onto 0..2 cannot clobber
+         * a source that itself sits in 0..2. */
+        int src[3] = {req->fd0, req->fd1, req->fd2};
+        for (int i = 0; i < 3; i++) {
+            int fd = src[i] < 0 ? devnull : src[i];
+            int high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+            if (high < 0) child_fail(report[1], errno);
+            src[i] = high;
+        }
+        for (int i = 0; i < 3; i++)
+            if (place_fd(src[i], i) != 0) child_fail(report[1], errno);
+        if (req->chdir != NULL && chdir(req->chdir) != 0) child_fail(report[1], errno);
+        /* Close everything else except the report pipe (close-on-exec). */
+        for (int fd = 3; fd < report[1]; fd++) close(fd);
+        drover_close_range((unsigned)report[1] + 1, ~0U);
+        execve(req->path, req->argv, req->envp);
+        child_fail(report[1], errno);
+    }
+    close(report[1]);
+    int child_err = 0;
+    ssize_t n;
+    do {
+        n = read(report[0], &child_err, sizeof child_err);
+    } while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n == (ssize_t)sizeof child_err) {
+        /* exec failed: the child has _exit'ed; the caller reaps it. */
+        *err = child_err;
+        return pid;
+    }
+    *err = 0;
+    return pid;
+}
+
+/* ---- sockets ---- */
+static int fill_sun(struct sockaddr_un *sun, const char *path) {
+    memset(sun, 0, sizeof *sun);
+    sun->sun_family = AF_UNIX;
+    size_t len = strlen(path);
+    if (len >= sizeof sun->sun_path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(sun->sun_path, path, len);
+    return 0;
+}
+
+int drover_unix_listen(const char *path, int backlog) {
+    struct sockaddr_un sun;
+    if (fill_sun(&sun, path) != 0) return -1;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (bind(fd, (struct sockaddr *)&sun, sizeof sun) != 0 || listen(fd, backlog) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+int drover_unix_connect(const char *path, int nonblock) {
+    struct sockaddr_un sun;
+    if (fill_sun(&sun, path) != 0) return -1;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
+    if (fd < 0) return -1;
+    if (connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0 && errno != EINPROGRESS) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+int drover_unix_is_live(const char *path) {
+    int fd = drover_unix_connect(path, 0);
+    if (fd < 0) return 0;
+    close(fd);
+    return 1;
+}
+
+int drover_peer_cred(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return -1;
+    *pid = cred.pid;
+    *uid = cred.uid;
+    *gid = cred.gid;
+    return 0;
+}
+
+/* ---- scoreboard ---- */
+#define SEQ_READ(T, src, dst)                                                  \
+    for (int attempt = 0; attempt < 1000; attempt++) {                         \
+        uint32_t s1 = __atomic_load_n(&(src)->seq, __ATOMIC_ACQUIRE);          \
+        if (s1 & 1) continue;                                                  \
+        memcpy((dst), (src), sizeof(T));                                       \
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);                               \
+        if (__atomic_load_n(&(src)->seq, __ATOMIC_RELAXED) == s1) return 0;    \
+    }                                                                          \
+    return -1;
+
+int drover_sb_slot_read(const struct drover_sb_slot *src, struct drover_sb_slot *dst) {
+    SEQ_READ(struct drover_sb_slot, src, dst)
+}
+
+int drover_sb_pool_read(const struct drover_sb_pool *src, struct drover_sb_pool *dst) {
+    SEQ_READ(struct drover_sb_pool, src, dst)
+}
+
+void drover_copy_field(char *dst, size_t cap, const void *src, size_t len) {
+    if (cap == 0) return;
+    if (len > cap - 1) len = cap - 1;
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}

@@ -1,0 +1,105 @@
+import CDroverSys
+import Glibc
+
+/// Outcome of one non-blocking read or write, without throwing: the relay
+/// calls these on every request, so the common cases are plain values.
+public enum IOResult: Equatable, Sendable {
+    case bytes(Int)
+    case wouldBlock
+    case endOfFile
+    case failed(Int32)
+}
+
+/// Thin helpers over an fd number (swift-system style: one verb per syscall).
+public enum FD {
+    public static func close(_ fd: Int32) {
+        _ = Glibc.close(fd)   // EINTR on close must not be retried on Linux
+    }
+
+    public static func setNonBlocking(_ fd: Int32, _ on: Bool = true) throws {
+        let flags = fcntl(fd, F_GETFL)
+        if flags < 0 { throw SystemError("fcntl(F_GETFL)") }
+        let new = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK
+        if new != flags, fcntl(fd, F_SETFL, new) < 0 { throw SystemError("fcntl(F_SETFL)") }
+    }
+
+    public static func setCloseOnExec(_ fd: Int32, _ on: Bool = true) throws {
+        let flags = fcntl(fd, F_GETFD)
+        if flags < 0 { throw SystemError("fcntl(F_GETFD)") }
+        let new = on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC
+        if new != flags, fcntl(fd, F_SETFD, new) < 0 { throw SystemError("fcntl(F_SETFD)") }
+    }
+
+    @inline(__always)
+    public static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) -> IOResult {
+        while true {
+            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if n > 0 { return .bytes(n) }
+            if n == 0 { return .endOfFile }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN: return .wouldBlock
+            default: return .failed(errno)
+            }
+        }
+    }
+
+    /// send(2) with MSG_NOSIGNAL for sockets, so a vanished peer is EPIPE, not SIGPIPE.
+    @inline(__always)
+    public static func send(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) -> IOResult {
+        while true {
+            let n = Glibc.send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL))
+            if n >= 0 { return .bytes(n) }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN: return .wouldBlock
+            default: return .failed(errno)
+            }
+        }
+    }
+
+    /// Writes all of `bytes` to a blocking fd (log files, pipes); false on error.
+    @discardableResult
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return false
+            }
+            offset += n
+        }
+        return true
+    }
+
+    @discardableResult
+    public static func writeAll(_ fd: Int32, _ string: String) -> Bool {
+        var s = string
+        return s.withUTF8 { writeAll(fd, UnsafeRawBufferPointer($0)) }
+    }
+
+    /// A pipe whose ends are close-on-exec.
+    public static func pipe(nonBlocking: Bool = false) throws -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [-1, -1]
+        let flags = Int32(DROVER_O_CLOEXEC) | (nonBlocking ? O_NONBLOCK : 0)
+        if drover_pipe2(&fds, flags) != 0 { throw SystemError("pipe2()") }
+        return (fds[0], fds[1])
+    }
+
+    /// Reads a whole small file (e.g. under /proc); nil if it cannot be opened.
+    public static func readFile(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return nil }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while out.count < limit {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            out.append(contentsOf: chunk[0..<n])
+        }
+        return out
+    }
+}

@@ -1,0 +1,65 @@
+import DroverConfig
+import DroverCore
+import Glibc
+
+/// Opens a pool's listening sockets (design §3: the master owns them; the
+/// workers inherit them and accept).
+enum Listeners {
+    struct Opened {
+        var fd: Int32
+        var address: ListenAddress
+    }
+
+    /// Opens every `listen` address of `pool`; Unix sockets get
+    /// listen.owner/group/mode (php-fpm's default mode 0660; owner and group
+    /// default to the pool's user when the master runs as root).
+    static func open(_ pool: PoolConfig, runAs: Account?) throws -> [Opened] {
+        var opened: [Opened] = []
+        do {
+            for address in pool.listen {
+                let fd = try Sockets.listen(address, backlog: Int32(clamping: pool.listenBacklog))
+                opened.append(Opened(fd: fd, address: address))
+                if case .unix(let path) = address {
+                    try applyOwnership(path, pool: pool, runAs: runAs)
+                }
+            }
+        } catch {
+            close(opened)
+            throw error
+        }
+        return opened
+    }
+
+    private static func applyOwnership(_ path: String, pool: PoolConfig, runAs: Account?) throws {
+        var uid: uid_t = UInt32.max     // (uid_t)-1: leave unchanged
+        var gid: gid_t = UInt32.max
+        if let owner = pool.listenOwner {
+            guard let account = Users.user(owner) else { throw SystemError("listen.owner: no user '\(owner)'", errno: EINVAL) }
+            uid = account.uid
+        } else if let runAs {
+            uid = runAs.uid
+        }
+        if let group = pool.listenGroup {
+            guard let id = Users.groupID(group) else { throw SystemError("listen.group: no group '\(group)'", errno: EINVAL) }
+            gid = id
+        } else if let runAs {
+            gid = runAs.gid
+        }
+        if uid != UInt32.max || gid != UInt32.max {
+            if chown(path, uid, gid) != 0 { throw SystemError("chown(\(path))") }
+        }
+        if chmod(path, mode_t(pool.listenMode ?? 0o660)) != 0 { throw SystemError("chmod(\(path))") }
+    }
+
+    static func close(_ sockets: [Opened]) {
+        for socket in sockets { FD.close(socket.fd) }
+    }
+
+    /// Removes the socket files of Unix listeners (on stop; never for
+    /// sockets Drover did not create).
+    static func unlinkPaths(_ sockets: [Opened]) {
+        for socket in sockets {
+            if case .unix(let path) = socket.address { unlink(path) }
+        }
+    }
+}

@@ -1,0 +1,253 @@
+import CDroverSys
+import DroverConfig
+import DroverCore
+import Glibc
+
+/// The master process (design §1): owns the configuration, the listening
+/// sockets, the scoreboard and every decision about workers. It runs one
+/// libev loop and is never in the data path.
+public final class Master {
+    public struct Options: Sendable {
+        /// -R: pools may run as root.
+        public var allowRoot = false
+        /// -O: the error log goes to stderr whatever the config says.
+        public var forceStderr = false
+        /// -D / -F: overrides `daemonize`.
+        public var daemonize: Bool?
+        /// -g: overrides `pid`.
+        public var pidFile: String?
+        public init() {}
+    }
+
+    /// How the master was asked to stop.
+    enum Stop {
+        /// QUIT: stop accepting, finish in-flight requests, exit.
+        case graceful
+        /// INT/TERM: workers stop their apps now; SIGKILL after a timeout.
+        case fast
+    }
+
+    let config: Configuration
+    let options: Options
+    let workerEntry: (WorkerLaunch) -> Never
+    let environment: [String: String]
+    let generation: UInt32 = 1
+
+    private(set) var log: ErrorLog!
+    private(set) var loop: EventLoop!
+    private(set) var scoreboard: Scoreboard!
+    private var pools: [Pool] = []
+    private var appSocketBase: String?
+    private var pidFile: String?
+    private var stopping: Stop?
+    private var watchers: [SignalWatcher] = []
+    private var childWatcher: ChildWatcher?
+    private var escalation: TimerWatcher?
+
+    var isRunning: Bool { stopping == nil }
+
+    /// `workerEntry` runs in each forked worker (the `drover` executable
+    /// passes DroverWorker's entry point; master and worker stay siblings).
+    public init(config: Configuration, options: Options, environment: [String: String],
+                workerEntry: @escaping (WorkerLaunch) -> Never) {
+        self.config = config
+        self.options = options
+        self.environment = environment
+        self.workerEntry = workerEntry
+    }
+
+    /// Checks that can refuse to start before anything is opened (php-fpm's
+    /// rules for running as root). Returns the problems, empty when fine.
+    public static func privilegeProblems(_ config: Configuration, allowRoot: Bool) -> [String] {
+        guard Users.isRoot else { return [] }
+        var problems: [String] = []
+        for pool in config.pools {
+            guard let user = pool.user else {
+                if !allowRoot { problems.append("[pool \(pool.name)] please specify user and group other than root") }
+                continue
+            }
+            guard let account = Users.user(user) else {
+                problems.append("[pool \(pool.name)] cannot get uid for user '\(user)'")
+                continue
+            }
+            if account.uid == 0 && !allowRoot {
+                problems.append("[pool \(pool.name)] please specify user and group other than root")
+            }
+            if let group = pool.group, Users.groupID(group) == nil {
+                problems.append("[pool \(pool.name)] cannot get gid for group '\(group)'")
+            }
+        }
+        return problems
+    }
+
+    /// Runs until stopped; returns the process exit status.
+    public func run() -> Int32 {
+        let daemonize = options.daemonize ?? config.global.daemonize
+        var reportFD: Int32 = -1
+        if daemonize {
+            do { reportFD = try Daemon.detach() } catch {
+                FD.writeAll(STDERR_FILENO, "ERROR: \(error)\n")
+                return 78
+            }
+        }
+        let status = start()
+        if reportFD >= 0 { Daemon.report(reportFD, status: UInt8(status)) }
+        guard status == 0 else { return status }
+        if daemonize && log.path != nil { Daemon.detachStderr() }
+        log.notice("ready to handle connections")
+        loop.run()
+        cleanUp()
+        log.notice("exiting, bye-bye!")
+        return 0
+    }
+
+    /// Opens everything and starts the workers; 0 or an exit status.
+    private func start() -> Int32 {
+        do {
+            log = try ErrorLog(path: options.forceStderr ? nil : config.global.errorLog, level: config.global.logLevel)
+        } catch {
+            FD.writeAll(STDERR_FILENO, "ERROR: failed to open error_log: \(error)\n")
+            return 78
+        }
+        for warning in config.warnings { log.warning("\(warning)") }
+        if !Users.isRoot {
+            for pool in config.pools where pool.user != nil || pool.group != nil {
+                log.notice("[pool \(pool.name)] 'user' directive is ignored when FPM is not running as root")
+            }
+        }
+        do {
+            try applyGlobalLimits()
+            try openEverything()
+        } catch {
+            log.error("\(error)")
+            log.error("FPM initialization failed")
+            cleanUp()
+            return 78
+        }
+        log.notice("drover \(DroverVersion.string) is running, pid \(getpid()), events.mechanism = \(loop.backendName)")
+        for pool in pools { pool.fill() }
+        return 0
+    }
+
+    private func applyGlobalLimits() throws {
+        try ProcessLimits.apply(files: config.global.rlimitFiles, core: config.global.rlimitCore,
+                                priority: config.global.processPriority)
+    }
+
+    private func openEverything() throws {
+        signal(SIGPIPE, SIG_IGN)
+        let totalChildren = config.pools.reduce(0) { $0 + $1.maxChildren }
+        // Headroom for a reload's second generation and added pools.
+        scoreboard = try Scoreboard.create(poolCapacity: max(64, config.pools.count * 2),
+                                           slotCapacity: max(256, totalChildren * 2 + 64))
+        loop = EventLoop(backend: config.global.eventsMechanism)
+        installSignalHandlers()
+        let base = try Runtime.makeAppSocketDirectory()
+        appSocketBase = base
+        for (index, poolConfig) in config.pools.enumerated() {
+            let runAs = Users.isRoot ? try account(for: poolConfig) : nil
+            let listeners: [Listeners.Opened]
+            do {
+                listeners = try Listeners.open(poolConfig, runAs: runAs)
+            } catch {
+                throw SystemError("[pool \(poolConfig.name)] cannot listen: \(error)", errno: (error as? SystemError)?.errno ?? 0)
+            }
+            let directory = try Runtime.makePoolSocketDirectory(base: base, poolIndex: index, owner: runAs)
+            scoreboard.configurePool(index, name: poolConfig.name, limits: PoolLimits(
+                pm: ProcessManager.static.scoreboardValue, maxChildren: poolConfig.maxChildren,
+                startServers: poolConfig.startServers, minSpare: poolConfig.minSpareServers,
+                maxSpare: poolConfig.maxSpareServers))
+            pools.append(Pool(config: poolConfig, index: index, listeners: listeners,
+                              socketDirectory: directory, runAs: runAs, master: self))
+        }
+        if let path = options.pidFile ?? config.global.pid {
+            try Runtime.writePidFile(path)
+            pidFile = path
+        }
+    }
+
+    /// The account a pool's workers run as when the master is root.
+    private func account(for pool: PoolConfig) throws -> Account? {
+        guard let user = pool.user else { return nil }     // -R: stays root
+        guard var account = Users.user(user) else { throw SystemError("[pool \(pool.name)] cannot get uid for user '\(user)'", errno: EINVAL) }
+        if let group = pool.group {
+            guard let gid = Users.groupID(group) else { throw SystemError("[pool \(pool.name)] cannot get gid for group '\(group)'", errno: EINVAL) }
+            account.gid = gid
+        }
+        return account
+    }
+
+    // MARK: signals and children
+
+    private func installSignalHandlers() {
+        let actions: [(Int32, () -> Void)] = [
+            (SIGTERM, { [unowned self] in self.stop(.fast, reason: "SIGTERM") }),
+            (SIGINT, { [unowned self] in self.stop(.fast, reason: "SIGINT") }),
+            (SIGQUIT, { [unowned self] in self.stop(.graceful, reason: "SIGQUIT") }),
+            (SIGUSR1, { [unowned self] in
+                self.log.warning("received SIGUSR1: log reopening belongs to the agent process, which this version does not have yet; ignored")
+            }),
+            (SIGUSR2, { [unowned self] in
+                self.log.warning("received SIGUSR2: graceful reload is not implemented in this version yet; ignored")
+            }),
+            (SIGHUP, { [unowned self] in
+                self.log.warning("received SIGHUP: graceful reload is not implemented in this version yet; ignored")
+            }),
+        ]
+        for (sig, action) in actions {
+            let watcher = SignalWatcher(loop, signal: sig, handler: action)
+            watcher.start()
+            watchers.append(watcher)
+        }
+        let children = ChildWatcher(loop) { [unowned self] pid, status in self.childExited(pid, status) }
+        children.start()
+        childWatcher = children
+    }
+
+    private func childExited(_ pid: Int32, _ status: Int32) {
+        for pool in pools where pool.owns(pid) {
+            pool.childExited(pid, status: status)
+            break
+        }
+        if stopping != nil && pools.allSatisfy({ $0.children.isEmpty }) { loop.stop() }
+    }
+
+    /// php-fpm's stop sequence: graceful (QUIT) lets requests finish, bounded
+    /// by process_control_timeout when it is set, then escalates to a fast
+    /// stop (TERM), then to SIGKILL.
+    func stop(_ kind: Stop, reason: String) {
+        if stopping == .fast || (stopping == .graceful && kind == .graceful) { return }
+        stopping = kind
+        log.notice("\(reason) received, \(kind == .graceful ? "Finishing" : "Terminating") ...")
+        for pool in pools {
+            pool.stopRespawning()
+            pool.signalChildren(kind == .graceful ? SIGQUIT : SIGTERM)
+        }
+        let timeout = config.global.processControlTimeout
+        let timer = escalation ?? TimerWatcher(loop) { [unowned self] in self.escalate() }
+        escalation = timer
+        if kind == .fast {
+            timer.start(after: timeout > 0 ? timeout : 3)
+        } else if timeout > 0 {
+            timer.start(after: timeout)
+        }
+        if pools.allSatisfy({ $0.children.isEmpty }) { loop.stop() }
+    }
+
+    private func escalate() {
+        if stopping == .graceful {
+            log.warning("process_control_timeout (\(config.global.processControlTimeout) s) reached; terminating the remaining children")
+            stopping = nil
+            stop(.fast, reason: "timeout")
+            return
+        }
+        log.warning("children did not stop in time; sending SIGKILL")
+        for pool in pools { pool.signalChildren(SIGKILL) }
+    }
+
+    private func cleanUp() {
+        for pool in pools { pool.closeListeners() }
+        if let base = appSocketBase { Runtime.removeAppSocketDirectory(base) }
+        if let pidFile { unlink(pidFile) }
+    }
+}

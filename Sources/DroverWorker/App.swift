@@ -1,0 +1,162 @@
+import CDroverSys
+import DroverConfig
+import DroverCore
+import Glibc
+
+/// The worker's app process: started with a private listening socket on fd 0
+/// (FCGI_LISTENSOCK_FILENO), reached over one kept-alive connection.
+final class App {
+    /// php-cgi exits by itself after PHP_FCGI_MAX_REQUESTS (default 500) and
+    /// forks its own children when PHP_FCGI_CHILDREN is set; the worker owns
+    /// both decisions, so they are fixed in the app's environment.
+    static func isPHPCGI(_ program: String) -> Bool {
+        let base = program.split(separator: "/").last.map(String.init) ?? program
+        return base.hasPrefix("php-cgi")
+    }
+
+    private let launch: WorkerLaunch
+    let socketPath: String
+    private(set) var pid: Int32 = 0
+    private(set) var startedAt: Int64 = 0
+    /// Requests sent to this app instance.
+    var requests = 0
+    /// The connection to the app, or -1.
+    private(set) var fd: Int32 = -1
+    /// Requests served over the current connection (0: fresh connection).
+    private(set) var requestsOnConnection = 0
+    private let argv: [String]
+    private let envp: [String]
+
+    init(launch: WorkerLaunch) throws {
+        self.launch = launch
+        socketPath = "\(launch.appSocketDirectory)/\(launch.slot).sock"
+        (argv, envp) = try Self.commandLine(for: launch.pool, environment: launch.environment)
+    }
+
+    /// The app's argv and environment from the pool's configuration.
+    static func commandLine(for pool: PoolConfig, environment: [String: String]) throws -> ([String], [String]) {
+        var argv = pool.command.isEmpty ? ["php-cgi"] : pool.command
+        guard let program = Environment.findExecutable(argv[0], path: environment["PATH"]) else {
+            throw SystemError("cannot find \(argv[0]) on PATH; execve()", errno: ENOENT)
+        }
+        argv[0] = program
+        let php = isPHPCGI(program)
+        if php {
+            // -d name=value for php_value/php_flag/php_admin_*, php-fpm's order.
+            let settings = pool.phpSettings.flatMap { ["-d", "\($0.name)=\($0.value)"] }
+            argv.insert(contentsOf: settings, at: 1)
+        }
+        var env = pool.clearEnv ? [:] : environment
+        for entry in pool.env { env[entry.name] = entry.value }
+        if php {
+            env["PHP_FCGI_CHILDREN"] = nil
+            if env["PHP_FCGI_MAX_REQUESTS"] == nil { env["PHP_FCGI_MAX_REQUESTS"] = "0" }
+        }
+        return (argv, env.map { "\($0.key)=\($0.value)" }.sorted())
+    }
+
+    var isRunning: Bool { pid > 0 }
+
+    /// Starts the app. Throws when the program cannot be executed.
+    func start() throws {
+        precondition(pid == 0)
+        unlink(socketPath)
+        let old = umask(0o077)
+        let listenFD = drover_unix_listen(socketPath, 128)
+        umask(old)
+        if listenFD < 0 { throw SystemError("bind(\(socketPath))") }
+        defer { FD.close(listenFD) }
+        var error: Int32 = 0
+        let child = withCStrings(argv) { cArgv in
+            withCStrings(envp) { cEnv in
+                var request = drover_spawn_request()
+                request.path = UnsafePointer(cArgv[0]!)
+                request.argv = cArgv
+                request.envp = cEnv
+                request.fd0 = listenFD
+                request.fd1 = -1
+                request.fd2 = -1
+                request.deathsig = SIGTERM
+                request.new_process_group = 1
+                guard let dir = launch.pool.chdir else { return drover_spawn(&request, &error) }
+                return dir.withCString { cDir in
+                    request.chdir = cDir
+                    return drover_spawn(&request, &error)
+                }
+            }
+        }
+        if child < 0 { throw SystemError("fork()", errno: error) }
+        if error != 0 {
+            var status: Int32 = 0
+            waitpid(child, &status, 0)
+            throw SystemError("execve(\(argv[0]))", errno: error)
+        }
+        pid = child
+        startedAt = Clock.monotonicMicros()
+        requests = 0
+    }
+
+    /// Connects (once per app connection); false if the app is unreachable.
+    func connect() -> Bool {
+        if fd >= 0 { return true }
+        guard let c = try? Sockets.connectUnix(socketPath, nonBlocking: true) else { return false }
+        fd = c
+        requestsOnConnection = 0
+        return true
+    }
+
+    /// Whether the kept connection was closed by the app since its last
+    /// request (apps that ignore FCGI_KEEP_CONN close after each one).
+    func connectionWasClosed() -> Bool {
+        guard fd >= 0 else { return true }
+        var byte: UInt8 = 0
+        let n = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        return n == 0 || (n < 0 && errno != EAGAIN)
+    }
+
+    func requestStarted() {
+        requests += 1
+        requestsOnConnection += 1
+    }
+
+    func closeConnection() {
+        if fd >= 0 { FD.close(fd) }
+        fd = -1
+    }
+
+    /// Called when the worker reaped the app; returns how long it ran (µs).
+    func exited() -> Int64 {
+        closeConnection()
+        pid = 0
+        return Clock.monotonicMicros() - startedAt
+    }
+
+    /// Stops the app: SIGTERM to its process group, SIGKILL after `grace`.
+    func stop(grace: Int64 = 2_000_000) {
+        closeConnection()
+        guard pid > 0 else { return }
+        kill(-pid, SIGTERM)
+        kill(pid, SIGTERM)
+        let deadline = Clock.monotonicMicros() + grace
+        var status: Int32 = 0
+        while Clock.monotonicMicros() < deadline {
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid || (r < 0 && errno == ECHILD) {
+                pid = 0
+                return
+            }
+            usleep(5_000)
+        }
+        kill(-pid, SIGKILL)
+        kill(pid, SIGKILL)
+        waitpid(pid, &status, 0)
+        pid = 0
+    }
+}
+
+/// Calls `body` with a NULL-terminated C array of the strings (argv/envp).
+func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    let pointers = strings.map { strdup($0) } + [nil]
+    defer { pointers.forEach { free($0) } }
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+}

@@ -1,0 +1,83 @@
+import DroverCore
+import FastCGI
+import Glibc
+
+/// A connection from the web server, held by the worker while it carries a
+/// request and, with FCGI_KEEP_CONN, between requests.
+final class ClientConnection {
+    let fd: Int32
+    let peer: PeerAddress
+    /// A partial record read before the connection was parked; the
+    /// worker's single input buffer is shared by all its connections.
+    var leftover: [UInt8] = []
+    /// Records the worker wrote itself (ping, status, errors, management
+    /// replies), waiting to be sent; written only between the app's records.
+    var output: [UInt8] = []
+    var outputOffset = 0
+    var peerClosed = false
+    /// Set when the connection must be closed once its output is written.
+    var closeAfterOutput = false
+    var idleSince: Int64 = 0
+
+    init(fd: Int32, peer: PeerAddress) {
+        self.fd = fd
+        self.peer = peer
+    }
+
+    var hasOutput: Bool { outputOffset < output.count }
+
+    /// Writes local output; returns false when the peer is gone.
+    func flushOutput() -> Bool {
+        while outputOffset < output.count {
+            let r = output.withUnsafeBytes { raw in
+                FD.send(fd, UnsafeRawBufferPointer(rebasing: raw[outputOffset...]))
+            }
+            switch r {
+            case .bytes(let n): outputOffset += n
+            case .wouldBlock: return true
+            case .endOfFile, .failed: return false
+            }
+        }
+        output.removeAll(keepingCapacity: true)
+        outputOffset = 0
+        return true
+    }
+
+    func close() { FD.close(fd) }
+}
+
+/// The request a connection is carrying.
+struct ActiveRequest {
+    enum Phase {
+        /// BEGIN_REQUEST seen, PARAMS arriving; records held back until the
+        /// worker knows whether the app or the worker answers.
+        case params
+        /// Relayed to the app.
+        case app
+        /// Answered by the worker (ping, status, error); the client's STDIN
+        /// is read and dropped until its end.
+        case local
+    }
+
+    let id: UInt16
+    let keepConnection: Bool
+    var phase = Phase.params
+    var params: [UInt8] = []
+    var stdinDone = false
+    /// END_REQUEST came from the app (queued for the client).
+    var appEnded = false
+    /// The client left; the app's output is dropped until its END_REQUEST.
+    var clientGone = false
+    var abortSent = false
+    /// The first bytes of STDOUT, until the CGI header block is complete.
+    var head: [UInt8] = []
+    var statusKnown = false
+    var bytesIn: UInt64 = 0
+    var bytesOut: UInt64 = 0
+    var deadline: Int64 = .max
+
+    init(id: UInt16, keepConnection: Bool) {
+        self.id = id
+        self.keepConnection = keepConnection
+    }
+}

@@ -1,0 +1,476 @@
+import CDroverSys
+import DroverCore
+import FastCGI
+import Glibc
+
+/// The relay: carries requests from one client connection to the app and
+/// the responses back, until the connection is idle or gone.
+///
+/// Records pass through as the bytes that arrived (the app sees the client's
+/// request ids; only BEGIN_REQUEST's flags are patched to ask the app for
+/// FCGI_KEEP_CONN). Writes are tried at once and polled only when they would
+/// block, so a small request costs about five syscalls on top of the app's.
+extension Worker {
+    /// Longest params block accepted (nginx sends a few KiB).
+    static let maxParamsSize = 64 * 1024
+    /// How long an app may take to finish after the client left.
+    static let abortGrace: Int64 = 5_000_000
+
+    /// Relay state for one `serve` call.
+    struct RelayState {
+        var request: ActiveRequest?
+        /// BEGIN_REQUEST and PARAMS are held back until the worker knows who answers.
+        var holding = false
+        var clientReadable = true
+        var appReadable = false
+        var clientBlocked = false
+        var appBlocked = false
+    }
+
+    /// Serves `conn`; true when it is idle and may be kept, false when it
+    /// must be closed.
+    func serve(_ conn: ClientConnection) -> Bool {
+        clientBuffer.load(conn.leftover)
+        conn.leftover = []
+        appBuffer.reset()
+        var s = RelayState()
+        while true {
+            if stopping == .fast {
+                abandon(&s)
+                return false
+            }
+            readClient(conn, &s)
+            readApp(conn, &s)
+            do {
+                try examineClientRecords(conn, &s)
+            } catch {
+                log.warning("\(poolTag) worker \(getpid()): closing a connection: \(error)")
+                abandon(&s)
+                return false
+            }
+            examineAppRecords(conn, &s)
+            flushToApp(conn, &s)
+            guard flushToClient(conn, &s) else {
+                abandon(&s)
+                return false
+            }
+            if let request = s.request, isFinished(request, conn) {
+                finish(request)
+                s.request = nil
+                if request.clientGone { return false }
+                if !request.keepConnection { conn.closeAfterOutput = true }
+                continue
+            }
+            if s.request == nil && !conn.hasOutput {
+                if conn.closeAfterOutput || conn.peerClosed || stopping != nil { return false }
+                if clientBuffer.isEmpty { return true }
+                if !s.clientReadable && clientBuffer.freeSpace == 0 { return false }
+            }
+            if s.clientReadable && wantsClientInput(conn, s) { continue }
+            if s.appReadable && wantsAppInput(s) { continue }
+            guard wait(conn, &s) else {
+                abandon(&s)
+                return false
+            }
+        }
+    }
+
+    // MARK: reading
+
+    private func wantsClientInput(_ conn: ClientConnection, _ s: RelayState) -> Bool {
+        !conn.peerClosed && (s.holding || !clientBuffer.hasPendingOutput) && clientBuffer.freeSpace > 0
+    }
+
+    private func wantsAppInput(_ s: RelayState) -> Bool {
+        guard let r = s.request, r.phase == .app, !r.appEnded, app.fd >= 0 else { return false }
+        return !appBuffer.hasPendingOutput
+    }
+
+    private func readClient(_ conn: ClientConnection, _ s: inout RelayState) {
+        guard s.clientReadable, wantsClientInput(conn, s) else { return }
+        let (result, drained) = clientBuffer.read(from: conn.fd)
+        if drained { s.clientReadable = false }
+        switch result {
+        case .bytes, .wouldBlock: break
+        case .endOfFile, .failed: clientLeft(conn, &s)
+        }
+    }
+
+    private func readApp(_ conn: ClientConnection, _ s: inout RelayState) {
+        guard s.appReadable, wantsAppInput(s) else { return }
+        let (result, drained) = appBuffer.read(from: app.fd)
+        if drained { s.appReadable = false }
+        switch result {
+        case .bytes, .wouldBlock: break
+        case .endOfFile, .failed: appBroke(conn, &s, "closed the connection before END_REQUEST")
+        }
+    }
+
+    /// The client closed its side. nginx never half-closes, so this means it
+    /// is gone: the app is told (FCGI_ABORT_REQUEST) and given a grace period.
+    private func clientLeft(_ conn: ClientConnection, _ s: inout RelayState) {
+        conn.peerClosed = true
+        s.clientReadable = false
+        clientBuffer.dropUnexamined()
+        guard var r = s.request else { return }
+        if r.phase == .app && !r.appEnded {
+            r.clientGone = true
+            r.deadline = Clock.monotonicMicros() + Self.abortGrace
+            appBuffer.discardPending()
+            s.request = r
+        } else {
+            s.request = nil
+            clientBuffer.reset()
+            s.holding = false
+            finish(r)
+        }
+    }
+
+    // MARK: the client's records
+
+    private func examineClientRecords(_ conn: ClientConnection, _ s: inout RelayState) throws {
+        while let h = try clientBuffer.nextRecord() {
+            if h.requestID == FastCGIConstants.nullRequestID {
+                if clientBuffer.hasPendingOutput { return }
+                answerManagement(h, conn)
+                clientBuffer.consume(h)
+                continue
+            }
+            guard var r = s.request, r.id == h.requestID else {
+                if h.type == .beginRequest {
+                    if s.request == nil {
+                        try begin(h, &s)
+                        continue
+                    }
+                    // A second request on one connection: we do not multiplex.
+                    if clientBuffer.hasPendingOutput { return }
+                    clientBuffer.consume(h)
+                    RecordEncoder.appendEndRequest(requestID: h.requestID, appStatus: 0,
+                                                   protocolStatus: .cantMultiplexConnection, to: &conn.output)
+                    continue
+                }
+                // A record for a request that has ended (late STDIN, ABORT): drop it.
+                if clientBuffer.hasPendingOutput { return }
+                clientBuffer.consume(h)
+                continue
+            }
+            switch (r.phase, h.type) {
+            case (.params, .params):
+                if h.contentLength > 0 {
+                    guard r.params.count + Int(h.contentLength) <= Self.maxParamsSize else {
+                        throw FastCGIError.limitExceeded("params larger than \(Self.maxParamsSize) bytes")
+                    }
+                    r.params.append(contentsOf: clientBuffer.content(of: h))
+                    clientBuffer.forward(h)
+                } else {
+                    clientBuffer.forward(h)
+                    try decide(&r, conn, &s)
+                }
+            case (.params, .abortRequest):
+                // Aborted before it started: nothing reached the app.
+                clientBuffer.discardPending()
+                clientBuffer.consume(h)
+                s.holding = false
+                RecordEncoder.appendEndRequest(requestID: r.id, appStatus: 0, protocolStatus: .requestComplete,
+                                               to: &conn.output)
+                r.phase = .local
+                r.stdinDone = true
+            case (.app, .stdin), (.app, .data):
+                if h.type == .stdin && h.contentLength == 0 { r.stdinDone = true }
+                r.bytesIn += UInt64(h.contentLength)
+                clientBuffer.forward(h)
+            case (.app, .abortRequest):
+                clientBuffer.forward(h)
+            case (.local, .stdin), (.local, .data), (.local, .abortRequest):
+                if clientBuffer.hasPendingOutput { return }
+                if h.type != .data && h.contentLength == 0 { r.stdinDone = true }
+                r.bytesIn += UInt64(h.contentLength)
+                clientBuffer.consume(h)
+            default:
+                throw FastCGIError.invalidBody(h.type)
+            }
+            s.request = r
+        }
+    }
+
+    private func begin(_ h: RecordHeader, _ s: inout RelayState) throws {
+        let body = try BeginRequestBody(parsing: clientBuffer.content(of: h))
+        s.request = ActiveRequest(id: h.requestID, keepConnection: body.keepConnection)
+        // Ask the app to keep our connection open whatever the client asked.
+        clientBuffer.mutableContent(of: h)[2] |= 1
+        clientBuffer.forward(h)
+        s.holding = true
+        slot.beginRequest(at: Clock.realtimeMicros())
+    }
+
+    /// PARAMS are complete: the worker answers ping and status itself,
+    /// everything else goes to the app.
+    private func decide(_ r: inout ActiveRequest, _ conn: ClientConnection, _ s: inout RelayState) throws {
+        let params = try RequestParams.parse(r.params, into: slot)
+        r.params = []
+        s.holding = false
+        if let ping = pool.pingPath, params.path == ping {
+            answerLocally(&r, conn, LocalResponse.ping(pool.pingResponse), status: 200)
+        } else if let statusPath = pool.statusPath, params.path == statusPath {
+            let snapshot = launch.scoreboard.status(pool: launch.poolIndex)
+            let rendered = StatusRenderer.render([snapshot], as: StatusQuery(queryString: params.queryString))
+            answerLocally(&r, conn, LocalResponse.status(rendered), status: 200)
+        } else if let problem = connectApp() {
+            log.error("\(poolTag) worker \(getpid()): cannot reach the app: \(problem)")
+            answerLocally(&r, conn, LocalResponse.error(503, "Service Unavailable"), status: 503)
+        } else {
+            app.requestStarted()
+            r.phase = .app
+            s.appReadable = false
+        }
+    }
+
+    private func answerLocally(_ r: inout ActiveRequest, _ conn: ClientConnection,
+                               _ response: (head: String, body: String), status: Int) {
+        clientBuffer.discardPending()
+        LocalResponse.append(response, requestID: r.id, to: &conn.output)
+        r.phase = .local
+        r.statusKnown = true
+        slot.setStatus(status)
+    }
+
+    /// Makes sure the app runs and is connected; returns a reason if not.
+    private func connectApp() -> String? {
+        if app.pid == 0 {
+            do {
+                try app.start()
+                slot.setApp(pid: app.pid)
+            } catch {
+                return "\(error)"
+            }
+        }
+        if app.fd >= 0 && app.requestsOnConnection > 0 && app.connectionWasClosed() {
+            app.closeConnection()
+        }
+        return app.connect() ? nil : "connect(\(app.socketPath)): \(SystemError.message(errno))"
+    }
+
+    private func answerManagement(_ h: RecordHeader, _ conn: ClientConnection) {
+        guard h.type == .getValues else {
+            RecordEncoder.appendUnknownType(h.type.rawValue, to: &conn.output)
+            return
+        }
+        var names: [String] = []
+        try? NameValuePairs.forEach(in: clientBuffer.content(of: h)) { name, _ in
+            names.append(String(decoding: name, as: UTF8.self))
+        }
+        let known = ["FCGI_MAX_CONNS": "\(pool.maxChildren)", "FCGI_MAX_REQS": "\(pool.maxChildren)",
+                     "FCGI_MPXS_CONNS": "0"]
+        let values = names.compactMap { name in known[name].map { (name, $0) } }
+        RecordEncoder.appendGetValuesResult(values: values, to: &conn.output)
+    }
+
+    // MARK: the app's records
+
+    private func examineAppRecords(_ conn: ClientConnection, _ s: inout RelayState) {
+        guard var r = s.request, r.phase == .app else { return }
+        defer { s.request = r }
+        do {
+            while !r.appEnded, let h = try appBuffer.nextRecord() {
+                guard h.requestID == r.id, !r.clientGone else {
+                    if appBuffer.hasPendingOutput { return }
+                    if h.type == .endRequest && h.requestID == r.id { r.appEnded = true }
+                    appBuffer.consume(h)
+                    continue
+                }
+                switch h.type {
+                case .stdout:
+                    r.bytesOut += UInt64(h.contentLength)
+                    if !r.statusKnown { noteStatus(&r, appBuffer.content(of: h)) }
+                    appBuffer.forward(h)
+                case .stderr:
+                    appBuffer.forward(h)
+                case .endRequest:
+                    appBuffer.forward(h)
+                    r.appEnded = true
+                default:
+                    if appBuffer.hasPendingOutput { return }
+                    appBuffer.consume(h)
+                }
+            }
+        } catch {
+            s.request = r
+            appBroke(conn, &s, "sent a malformed record: \(error)")
+            r = s.request ?? r
+        }
+    }
+
+    /// Finds the response's status in the CGI header block.
+    private func noteStatus(_ r: inout ActiveRequest, _ content: UnsafeRawBufferPointer) {
+        if r.head.isEmpty, let code = CGIResponseHead.statusCode(content) {
+            r.statusKnown = true
+            slot.setStatus(code)
+            return
+        }
+        r.head.append(contentsOf: content)
+        if let code = r.head.withUnsafeBytes({ CGIResponseHead.statusCode($0) }) {
+            r.statusKnown = true
+            r.head = []
+            slot.setStatus(code)
+        } else if r.head.count > 16 * 1024 {
+            r.statusKnown = true
+            r.head = []
+        }
+    }
+
+    /// The app connection failed mid-request. Before any response bytes the
+    /// client gets a clean 502; after them the connection is cut, the only
+    /// honest signal left. The app is replaced either way.
+    private func appBroke(_ conn: ClientConnection, _ s: inout RelayState, _ what: String) {
+        guard var r = s.request, r.phase == .app, !r.appEnded else { return }
+        let pid = app.pid
+        log.warning("\(poolTag) app \(pid) of worker \(getpid()) \(what); \(r.bytesOut == 0 ? "answering 502" : "closing the client connection")")
+        app.stop(grace: 1_000_000)
+        slot.setApp(pid: 0)
+        s.appReadable = false
+        s.appBlocked = false
+        clientBuffer.discardPending()
+        if r.clientGone {
+            r.appEnded = true
+        } else if r.bytesOut == 0 {
+            appBuffer.reset()
+            answerLocally(&r, conn, LocalResponse.error(502, "Bad Gateway"), status: 502)
+            // The rest of the client's STDIN is read and dropped.
+        } else {
+            r.appEnded = true
+            r.clientGone = true
+            conn.peerClosed = true
+        }
+        s.request = r
+    }
+
+    // MARK: writing
+
+    private func flushToApp(_ conn: ClientConnection, _ s: inout RelayState) {
+        guard !s.holding, !s.appBlocked, clientBuffer.hasPendingOutput, let r = s.request, r.phase == .app,
+              !r.appEnded else { return }
+        switch clientBuffer.flush(to: app.fd) {
+        case .bytes:
+            if clientBuffer.hasPendingOutput { s.appBlocked = true }
+        case .wouldBlock:
+            s.appBlocked = true
+        case .endOfFile, .failed:
+            appBroke(conn, &s, "stopped reading its connection")
+        }
+        if var r = s.request, r.clientGone, !r.abortSent, !clientBuffer.hasPendingOutput, app.fd >= 0 {
+            var abort: [UInt8] = []
+            RecordEncoder.appendEmpty(.abortRequest, requestID: r.id, to: &abort)
+            _ = abort.withUnsafeBytes { FD.send(app.fd, $0) }
+            r.abortSent = true
+            s.request = r
+        }
+    }
+
+    /// Returns false when the client is gone and no request needs the app drained.
+    private func flushToClient(_ conn: ClientConnection, _ s: inout RelayState) -> Bool {
+        if s.request?.clientGone == true || conn.peerClosed && s.request == nil {
+            appBuffer.discardPending()
+            return s.request != nil
+        }
+        if s.clientBlocked { return true }
+        if appBuffer.hasPendingOutput {
+            switch appBuffer.flush(to: conn.fd) {
+            case .bytes:
+                if appBuffer.hasPendingOutput { s.clientBlocked = true }
+            case .wouldBlock:
+                s.clientBlocked = true
+            case .endOfFile, .failed:
+                clientLeft(conn, &s)
+                return s.request != nil
+            }
+        }
+        if !appBuffer.hasPendingOutput && conn.hasOutput {
+            if !conn.flushOutput() {
+                clientLeft(conn, &s)
+                return s.request != nil
+            }
+            if conn.hasOutput { s.clientBlocked = true }
+        }
+        return true
+    }
+
+    // MARK: waiting
+
+    private func wait(_ conn: ClientConnection, _ s: inout RelayState) -> Bool {
+        var fds: [pollfd] = []
+        var clientEvents: Int16 = 0
+        if wantsClientInput(conn, s) && !s.clientReadable { clientEvents |= Int16(POLLIN) }
+        if s.clientBlocked { clientEvents |= Int16(POLLOUT) }
+        fds.append(pollfd(fd: clientEvents != 0 ? conn.fd : -1, events: clientEvents, revents: 0))
+        var appEvents: Int16 = 0
+        if wantsAppInput(s) && !s.appReadable { appEvents |= Int16(POLLIN) }
+        if s.appBlocked { appEvents |= Int16(POLLOUT) }
+        fds.append(pollfd(fd: appEvents != 0 && app.fd >= 0 ? app.fd : -1, events: appEvents, revents: 0))
+        fds.append(pollfd(fd: signals, events: Int16(POLLIN), revents: 0))
+        var timeout: Int32 = -1
+        if let deadline = s.request?.deadline, deadline != .max {
+            timeout = Int32(clamping: max(0, (deadline - Clock.monotonicMicros()) / 1000 + 1))
+        }
+        if clientEvents == 0 && appEvents == 0 && timeout < 0 {
+            // Nothing can make progress: a stuck state must not hang the worker.
+            log.error("\(poolTag) worker \(getpid()): relay has nothing to wait for; closing the connection")
+            return false
+        }
+        let n = poll(&fds, nfds_t(fds.count), timeout)
+        if n < 0 { return errno == EINTR }
+        if n == 0 {
+            deadlinePassed(conn, &s)
+            return true
+        }
+        let ready = Int16(POLLIN | POLLHUP | POLLERR)
+        if fds[0].revents & ready != 0 { s.clientReadable = true }
+        if fds[0].revents & Int16(POLLOUT | POLLERR | POLLHUP) != 0 { s.clientBlocked = false }
+        if fds[1].revents & ready != 0 { s.appReadable = true }
+        if fds[1].revents & Int16(POLLOUT | POLLERR | POLLHUP) != 0 { s.appBlocked = false }
+        if fds[2].revents != 0 {
+            _ = handleSignals()
+        }
+        return true
+    }
+
+    private func deadlinePassed(_ conn: ClientConnection, _ s: inout RelayState) {
+        guard var r = s.request, Clock.monotonicMicros() >= r.deadline else { return }
+        if r.clientGone {
+            log.warning("\(poolTag) app \(app.pid) of worker \(getpid()) did not finish within \(Self.abortGrace / 1_000_000) s after the client left; replacing it")
+            app.stop(grace: 1_000_000)
+            slot.setApp(pid: 0)
+            r.appEnded = true
+            r.deadline = .max
+            s.request = r
+        }
+    }
+
+    // MARK: ending
+
+    private func isFinished(_ r: ActiveRequest, _ conn: ClientConnection) -> Bool {
+        switch r.phase {
+        case .params: return false
+        case .app: return r.appEnded && !appBuffer.hasPendingOutput && (r.clientGone || !conn.hasOutput)
+        case .local: return r.stdinDone && !conn.hasOutput
+        }
+    }
+
+    private func finish(_ r: ActiveRequest) {
+        slot.endRequest(at: Clock.realtimeMicros(), bytesIn: r.bytesIn, bytesOut: r.bytesOut)
+        if app.pid == 0 && stopping == nil && appFailureExit == nil {
+            if (try? app.start()) != nil { slot.setApp(pid: app.pid) }
+        }
+    }
+
+    /// Gives up on the connection mid-way (fast stop, protocol error).
+    private func abandon(_ s: inout RelayState) {
+        if let r = s.request {
+            if r.phase == .app && !r.appEnded {
+                // The app is mid-response on a connection we drop: start afresh.
+                app.closeConnection()
+            }
+            finish(r)
+        }
+        s.request = nil
+    }
+}

@@ -1,0 +1,265 @@
+import CDroverSys
+import DroverConfig
+import DroverCore
+import FastCGI
+import Glibc
+
+/// A worker process: accepts on the pool's sockets, relays each request to
+/// its own app, answers ping and status itself, and keeps its scoreboard slot
+/// current. Single-threaded; one request at a time; idle kept-alive
+/// connections wait in epoll beside the listening sockets, so they never pin
+/// the worker.
+public final class Worker {
+    /// Entry point, called in the child right after the master's fork.
+    public static func run(_ launch: WorkerLaunch) -> Never {
+        let worker = Worker(launch)
+        // _exit: stdio buffers inherited from the master must not be flushed twice.
+        _exit(worker.main().rawValue)
+    }
+
+    let launch: WorkerLaunch
+    let pool: PoolConfig
+    let slot: SlotWriter
+    let log: ErrorLog
+    let allowedClients: AllowedClients
+    var app: App!
+    var epoll: Int32 = -1
+    var signals: Int32 = -1
+    var kept: [Int32: ClientConnection] = [:]
+    /// One input and one output buffer serve every connection in turn.
+    var clientBuffer = RecordBuffer()
+    var appBuffer = RecordBuffer()
+    var stopping: Stop?
+    /// How many idle kept-alive connections one worker holds at most; the
+    /// oldest is closed beyond that.
+    let maxKeptConnections = 64
+
+    enum Stop { case graceful, fast }
+
+    enum Token: UInt64 {
+        case listen = 1, signal, app, client
+        static func make(_ kind: Token, _ fd: Int32) -> UInt64 { kind.rawValue << 32 | UInt64(UInt32(bitPattern: fd)) }
+        static func split(_ token: UInt64) -> (Token, Int32) {
+            (Token(rawValue: token >> 32) ?? .client, Int32(bitPattern: UInt32(truncatingIfNeeded: token)))
+        }
+    }
+
+    init(_ launch: WorkerLaunch) {
+        self.launch = launch
+        pool = launch.pool
+        slot = launch.scoreboard.writer(slot: launch.slot)
+        log = launch.errorLog
+        allowedClients = AllowedClients(launch.pool.listenAllowedClients)
+    }
+
+    var poolTag: String { "[pool \(pool.name)]" }
+
+    func main() -> WorkerExit {
+        closeInheritedDescriptors()
+        do {
+            try applyLimits()
+            try dropPrivileges()
+            try setUpEvents()
+            app = try App(launch: launch)
+            try app.start()
+            slot.setApp(pid: app.pid)
+        } catch {
+            log.error("\(poolTag) worker \(getpid()): \(error)")
+            slot.setState(.draining)
+            return error is SystemError && "\(error)".contains("execve") ? .appStartFailed : .setupFailed
+        }
+        slot.setState(.idle)
+        let result = eventLoop()
+        shutDown()
+        return result
+    }
+
+    // MARK: set-up
+
+    /// The master's libev fds, other pools' sockets and so on are not ours.
+    private func closeInheritedDescriptors() {
+        let keep = Set(launch.keepFDs)
+        var fd: Int32 = 3
+        let highest = keep.max() ?? 2
+        while fd <= highest {
+            if !keep.contains(fd) { FD.close(fd) }
+            fd += 1
+        }
+        drover_close_range(UInt32(highest + 1), UInt32.max)
+    }
+
+    private func applyLimits() throws {
+        try ProcessLimits.apply(files: pool.rlimitFiles, core: pool.rlimitCore, priority: pool.processPriority)
+    }
+
+    private func dropPrivileges() throws {
+        guard let account = launch.runAs else { return }
+        let rc = account.name.withCString { drover_drop_privileges($0, account.uid, account.gid) }
+        if rc != 0 { throw SystemError("set user \(account.name)") }
+        if pool.processDumpable { drover_set_dumpable(1) }
+    }
+
+    private func setUpEvents() throws {
+        signal(SIGPIPE, SIG_IGN)
+        // SIGINT/SIGHUP from a terminal reach the whole process group: the
+        // master decides what happens, so the worker only swallows them.
+        let watched: [Int32] = [SIGCHLD, SIGTERM, SIGQUIT, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, 0]
+        signals = watched.withUnsafeBufferPointer { drover_signalfd_open($0.baseAddress) }
+        if signals < 0 { throw SystemError("signalfd()") }
+        epoll = drover_epoll_create()
+        if epoll < 0 { throw SystemError("epoll_create1()") }
+        try watch(signals, .signal, events: UInt32(DROVER_EPOLLIN))
+        for fd in launch.listenFDs {
+            // EPOLLEXCLUSIVE: one idle worker wakes per connection, not all.
+            try watch(fd, .listen, events: UInt32(DROVER_EPOLLIN) | UInt32(DROVER_EPOLLEXCLUSIVE))
+        }
+    }
+
+    func watch(_ fd: Int32, _ kind: Token, events: UInt32) throws {
+        if drover_epoll_add(epoll, fd, events, Token.make(kind, fd)) != 0 { throw SystemError("epoll_ctl(ADD)") }
+    }
+
+    func unwatch(_ fd: Int32) { drover_epoll_del(epoll, fd) }
+
+    // MARK: the idle loop
+
+    private func eventLoop() -> WorkerExit {
+        var tokens = [UInt64](repeating: 0, count: 64)
+        var events = [UInt32](repeating: 0, count: 64)
+        var appWatched = false
+        while stopping == nil {
+            // While idle, watch the app connection for the app closing it.
+            if app.fd >= 0 && !appWatched {
+                appWatched = (try? watch(app.fd, .app, events: UInt32(DROVER_EPOLLIN) | UInt32(DROVER_EPOLLRDHUP))) != nil
+            }
+            let n = drover_epoll_wait(epoll, &tokens, &events, 64, -1)
+            if n < 0 {
+                if errno == EINTR { continue }
+                log.error("\(poolTag) worker \(getpid()): epoll_wait(): \(SystemError.message(errno))")
+                return .setupFailed
+            }
+            // Accept before serving kept connections: a connection taken off
+            // the queue is one no other worker will be woken for.
+            let order = (0..<Int(n)).sorted { Token.split(tokens[$0]).0 == .listen && Token.split(tokens[$1]).0 != .listen }
+            for i in order {
+                let (kind, fd) = Token.split(tokens[i])
+                if kind != .signal && stopping != nil { break }
+                if (kind == .listen || kind == .client) && appWatched {
+                    unwatch(app.fd)
+                    appWatched = false
+                }
+                switch kind {
+                case .signal:
+                    if let exit = handleSignals() { return exit }
+                case .listen:
+                    acceptOne(fd)
+                case .client:
+                    if let conn = kept.removeValue(forKey: fd) {
+                        unwatch(fd)
+                        serveAndPark(conn)
+                    }
+                case .app:
+                    // Data or EOF from the app between requests: it closed
+                    // the connection (or broke the protocol); start afresh.
+                    if app.fd == fd {
+                        unwatch(fd)
+                        appWatched = false
+                        app.closeConnection()
+                    }
+                }
+                if let exit = appFailureExit { return exit }
+            }
+        }
+        return .normal
+    }
+
+    private func acceptOne(_ listenFD: Int32) {
+        guard let (fd, peer) = Sockets.accept(listenFD) else { return }
+        slot.countAcceptedConnection()
+        guard allowedClients.allows(peer) else {
+            log.error("\(poolTag) Connection disallowed: IP address '\(peer)' has been dropped.")
+            FD.close(fd)
+            return
+        }
+        serveAndPark(ClientConnection(fd: fd, peer: peer))
+    }
+
+    /// Serves a connection until it is idle, then keeps or closes it.
+    private func serveAndPark(_ conn: ClientConnection) {
+        guard serve(conn), stopping == nil else {
+            conn.close()
+            return
+        }
+        conn.leftover = clientBuffer.unexamined
+        if kept.count >= maxKeptConnections, let oldest = kept.values.min(by: { $0.idleSince < $1.idleSince }) {
+            kept.removeValue(forKey: oldest.fd)
+            unwatch(oldest.fd)
+            oldest.close()
+        }
+        conn.idleSince = Clock.monotonicMicros()
+        if (try? watch(conn.fd, .client, events: UInt32(DROVER_EPOLLIN) | UInt32(DROVER_EPOLLRDHUP))) != nil {
+            kept[conn.fd] = conn
+        } else {
+            conn.close()
+        }
+    }
+
+    // MARK: signals and the app's life
+
+    /// Set when the app died in a way the master should back off from.
+    var appFailureExit: WorkerExit?
+
+    /// Reads pending signals; returns an exit status when the worker must
+    /// leave at once.
+    func handleSignals() -> WorkerExit? {
+        while true {
+            let sig = drover_signalfd_read(signals)
+            if sig <= 0 { break }
+            switch sig {
+            case SIGCHLD: reapApp()
+            case SIGTERM: stopping = .fast
+            case SIGQUIT: if stopping == nil { stopping = .graceful }
+            default: break
+            }
+        }
+        return stopping == .fast ? .normal : appFailureExit
+    }
+
+    /// Reaps the app if it exited, logs how, and starts a new one.
+    func reapApp() {
+        guard app.pid > 0 else { return }
+        var status: Int32 = 0
+        let pid = app.pid
+        guard waitpid(pid, &status, WNOHANG) == pid else { return }
+        let served = app.requests
+        let ran = app.exited()
+        slot.setApp(pid: 0)
+        let how = ExitStatus(status)
+        let seconds = ExitStatus.seconds(ran)
+        if stopping != nil { return }
+        // Died young without serving anything: a crash loop in the making.
+        // The master owns the back-off, so hand the decision to it.
+        if ran < 1_000_000 && served == 0 {
+            log.warning("\(poolTag) app \(pid) of worker \(getpid()) \(how) after \(seconds) seconds from start")
+            appFailureExit = .appDiedYoung
+            return
+        }
+        log.notice("\(poolTag) app \(pid) of worker \(getpid()) \(how) after \(seconds) seconds from start")
+        do {
+            try app.start()
+            slot.setApp(pid: app.pid)
+        } catch {
+            log.error("\(poolTag) worker \(getpid()): \(error)")
+            appFailureExit = .appStartFailed
+        }
+    }
+
+    private func shutDown() {
+        slot.setState(.draining)
+        for conn in kept.values { conn.close() }
+        kept.removeAll()
+        app?.stop()
+        unlink(app?.socketPath ?? "")
+    }
+}
+

@@ -1,0 +1,114 @@
+import ArgumentParser
+import DroverConfig
+import DroverCore
+import DroverMaster
+import DroverWorker
+import Glibc
+
+/// `drover`: the daemon, with php-fpm's command-line flags so that init
+/// scripts and habits carry over.
+@main
+struct Drover: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drover",
+        abstract: "A FastCGI process manager: php-fpm's pools for any FastCGI application.",
+        discussion: """
+            Drover reads a php-fpm style configuration ([global] plus one section per pool), \
+            opens each pool's listening socket and keeps a set of workers per pool. Each worker \
+            runs the pool's `command` (php-cgi when there is none) with a private socket and \
+            relays requests to it, so status, timeouts and logs work for any FastCGI app.
+
+            Examples:
+              drover -y Config/drover.conf -F          run in the foreground
+              drover -t -y /etc/drover/drover.conf     test a configuration
+              drover -tt -y /etc/php/8.2/fpm/php-fpm.conf   show every effective value
+
+            Signals: INT/TERM stop at once, QUIT stops after in-flight requests.
+            Exit codes: 0 success, 64 usage error, 78 configuration error.
+            """,
+        helpNames: [.short, .long])
+
+    @Option(name: [.customShort("y"), .customLong("fpm-config")], help: ArgumentHelp(
+        "The configuration file.", valueName: "file"))
+    var configFile: String = Locations.defaultConfigFile
+
+    @Option(name: [.short, .long], help: ArgumentHelp(
+        "Prefix for relative paths in the configuration.", valueName: "dir"))
+    var prefix: String?
+
+    @Option(name: [.customShort("g"), .customLong("pid")], help: ArgumentHelp(
+        "Write the master's pid to this file (overrides `pid`).", valueName: "file"))
+    var pidFile: String?
+
+    @Flag(name: [.customShort("F"), .customLong("nodaemonize")], help: "Stay in the foreground (overrides `daemonize`).")
+    var noDaemonize = false
+
+    @Flag(name: [.customShort("D"), .customLong("daemonize")], help: "Go to the background (overrides `daemonize`).")
+    var daemonize = false
+
+    @Flag(name: [.customShort("O"), .customLong("force-stderr")], help: "Write the error log to stderr, whatever `error_log` says.")
+    var forceStderr = false
+
+    @Flag(name: [.customShort("R"), .customLong("allow-to-run-as-root")], help: "Allow pools to run as root.")
+    var allowRoot = false
+
+    @Flag(name: [.customShort("t"), .customLong("test")], help: "Test the configuration and exit; twice (-tt) also prints every effective value.")
+    var test: Int
+
+    @Flag(name: [.customShort("v"), .customLong("version")], help: "Print the version and exit.")
+    var version = false
+
+    func validate() throws {
+        if noDaemonize && daemonize { throw ValidationError("-F and -D contradict each other") }
+    }
+
+    func run() throws {
+        if version {
+            print("drover \(DroverVersion.string) (FastCGI process manager; libev master, Swift)")
+            return
+        }
+        let config: Configuration
+        do {
+            config = try ConfigLoader.load(path: configFile, prefix: prefix)
+        } catch let errors as ConfigErrors {
+            for warning in errors.warnings { Console.log(.warning, "\(warning)") }
+            for error in errors.errors { Console.log(.error, "\(error)") }
+            Console.log(.error, "FPM initialization failed")
+            throw ExitCode(78)
+        } catch {
+            Console.log(.error, "\(error)")
+            Console.log(.error, "FPM initialization failed")
+            throw ExitCode(78)
+        }
+        let problems = Master.privilegeProblems(config, allowRoot: allowRoot)
+        if test > 0 {
+            for warning in config.warnings { Console.log(.warning, "\(warning)") }
+            for problem in problems { Console.log(.error, problem) }
+            guard problems.isEmpty else { throw ExitCode(78) }
+            if test > 1 { print(ConfigLoader.dump(config), terminator: "") }
+            Console.log(.notice, "configuration file \(configFile) test is successful")
+            return
+        }
+        guard problems.isEmpty else {
+            for problem in problems { Console.log(.error, problem) }
+            Console.log(.error, "FPM initialization failed")
+            throw ExitCode(78)
+        }
+        var options = Master.Options()
+        options.allowRoot = allowRoot
+        options.forceStderr = forceStderr
+        options.daemonize = noDaemonize ? false : (daemonize ? true : nil)
+        options.pidFile = pidFile
+        let master = Master(config: config, options: options, environment: Environment.current(),
+                            workerEntry: { Worker.run($0) })
+        let status = master.run()
+        if status != 0 { throw ExitCode(status) }
+    }
+}
+
+/// Messages before the error log is open go to stderr in its format.
+enum Console {
+    static func log(_ level: LogLevel, _ message: String) {
+        FD.writeAll(STDERR_FILENO, ErrorLog.format(level, message, at: Clock.realtimeMicros()))
+    }
+}
