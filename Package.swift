@@ -38,7 +38,7 @@ let package = Package(
         .executableTarget(
             name: "droverctl",
             dependencies: [
-                "FastCGI", "DroverCore",
+                "FastCGI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "FastCGITests", dependencies: ["FastCGI"]),
