@@ -45,5 +45,7 @@ let package = Package(
         .testTarget(name: "DroverConfigTests", dependencies: ["DroverConfig"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DroverCoreTests", dependencies: ["DroverCore"]),
+        .testTarget(name: "DroverMasterTests", dependencies: ["DroverMaster"]),
+        .testTarget(name: "DroverWorkerTests", dependencies: ["DroverWorker", "DroverConfig"]),
     ]
 )
