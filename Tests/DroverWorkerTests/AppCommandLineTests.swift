@@ -10,7 +10,7 @@ final class AppCommandLineTests: XCTestCase {
         return p
     }
 
-    let env = ["PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/root", "PHP_FCGI_CHILDREN": "8"]
+    let env = ["PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin", "HOME": "/root", "PHP_FCGI_CHILDREN": "8"]
 
     func testDefaultIsPHPCGIWithDashD() throws {
         let p = pool {
