@@ -60,6 +60,7 @@ final class App {
     /// Starts the app. Throws when the program cannot be executed.
     func start() throws {
         precondition(pid == 0)
+        closeConnection()
         unlink(socketPath)
         let old = umask(0o077)
         let listenFD = drover_unix_listen(socketPath, 128)
@@ -125,8 +126,9 @@ final class App {
     }
 
     /// Called when the worker reaped the app; returns how long it ran (µs).
+    /// The connection is left to its user: mid-request, the relay sees the
+    /// app's end as EOF and answers the client.
     func exited() -> Int64 {
-        closeConnection()
         pid = 0
         return Clock.monotonicMicros() - startedAt
     }

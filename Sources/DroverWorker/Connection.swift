@@ -75,6 +75,9 @@ struct ActiveRequest {
     var bytesIn: UInt64 = 0
     var bytesOut: UInt64 = 0
     var deadline: Int64 = .max
+    /// The app process the request was sent to (for log lines; the app may
+    /// be reaped before the relay notices).
+    var appPID: Int32 = 0
 
     init(id: UInt16, keepConnection: Bool) {
         self.id = id

@@ -196,6 +196,8 @@ extension Worker {
     private func begin(_ h: RecordHeader, _ s: inout RelayState) throws {
         let body = try BeginRequestBody(parsing: clientBuffer.content(of: h))
         s.request = ActiveRequest(id: h.requestID, keepConnection: body.keepConnection)
+        inRequest = true
+        appBuffer.reset()
         // Ask the app to keep our connection open whatever the client asked.
         clientBuffer.mutableContent(of: h)[2] |= 1
         clientBuffer.forward(h)
@@ -220,6 +222,7 @@ extension Worker {
             answerLocally(&r, conn, LocalResponse.error(503, "Service Unavailable"), status: 503)
         } else {
             app.requestStarted()
+            r.appPID = app.pid
             r.phase = .app
             s.appReadable = false
         }
@@ -241,6 +244,7 @@ extension Worker {
                 try app.start()
                 slot.setApp(pid: app.pid)
             } catch {
+                appFailureExit = .appStartFailed
                 return "\(error)"
             }
         }
@@ -323,7 +327,7 @@ extension Worker {
     /// honest signal left. The app is replaced either way.
     private func appBroke(_ conn: ClientConnection, _ s: inout RelayState, _ what: String) {
         guard var r = s.request, r.phase == .app, !r.appEnded else { return }
-        let pid = app.pid
+        let pid = r.appPID
         log.warning("\(poolTag) app \(pid) of worker \(getpid()) \(what); \(r.bytesOut == 0 ? "answering 502" : "closing the client connection")")
         app.stop(grace: 1_000_000)
         slot.setApp(pid: 0)
@@ -436,7 +440,7 @@ extension Worker {
     private func deadlinePassed(_ conn: ClientConnection, _ s: inout RelayState) {
         guard var r = s.request, Clock.monotonicMicros() >= r.deadline else { return }
         if r.clientGone {
-            log.warning("\(poolTag) app \(app.pid) of worker \(getpid()) did not finish within \(Self.abortGrace / 1_000_000) s after the client left; replacing it")
+            log.warning("\(poolTag) app \(r.appPID) of worker \(getpid()) did not finish within \(Self.abortGrace / 1_000_000) s after the client left; replacing it")
             app.stop(grace: 1_000_000)
             slot.setApp(pid: 0)
             r.appEnded = true
@@ -457,8 +461,16 @@ extension Worker {
 
     private func finish(_ r: ActiveRequest) {
         slot.endRequest(at: Clock.realtimeMicros(), bytesIn: r.bytesIn, bytesOut: r.bytesOut)
+        inRequest = false
+        // The app died during the request (reaped, or stopped by the relay).
         if app.pid == 0 && stopping == nil && appFailureExit == nil {
-            if (try? app.start()) != nil { slot.setApp(pid: app.pid) }
+            do {
+                try app.start()
+                slot.setApp(pid: app.pid)
+            } catch {
+                log.error("\(poolTag) worker \(getpid()): \(error)")
+                appFailureExit = .appStartFailed
+            }
         }
     }
 

@@ -30,6 +30,10 @@ public final class Worker {
     var clientBuffer = RecordBuffer()
     var appBuffer = RecordBuffer()
     var stopping: Stop?
+    /// A request is being relayed: the relay owns the app connection.
+    var inRequest = false
+    /// The app connection is in the idle epoll set (watched for EOF).
+    var appWatched = false
     /// How many idle kept-alive connections one worker holds at most; the
     /// oldest is closed beyond that.
     let maxKeptConnections = 64
@@ -126,7 +130,6 @@ public final class Worker {
     private func eventLoop() -> WorkerExit {
         var tokens = [UInt64](repeating: 0, count: 64)
         var events = [UInt32](repeating: 0, count: 64)
-        var appWatched = false
         while stopping == nil {
             // While idle, watch the app connection for the app closing it.
             if app.fd >= 0 && !appWatched {
@@ -144,10 +147,7 @@ public final class Worker {
             for i in order {
                 let (kind, fd) = Token.split(tokens[i])
                 if kind != .signal && stopping != nil { break }
-                if (kind == .listen || kind == .client) && appWatched {
-                    unwatch(app.fd)
-                    appWatched = false
-                }
+                if kind == .listen || kind == .client { unwatchApp() }
                 switch kind {
                 case .signal:
                     if let exit = handleSignals() { return exit }
@@ -162,8 +162,7 @@ public final class Worker {
                     // Data or EOF from the app between requests: it closed
                     // the connection (or broke the protocol); start afresh.
                     if app.fd == fd {
-                        unwatch(fd)
-                        appWatched = false
+                        unwatchApp()
                         app.closeConnection()
                     }
                 }
@@ -204,6 +203,11 @@ public final class Worker {
         }
     }
 
+    private func unwatchApp() {
+        if appWatched && app.fd >= 0 { unwatch(app.fd) }
+        appWatched = false
+    }
+
     // MARK: signals and the app's life
 
     /// Set when the app died in a way the master should back off from.
@@ -236,6 +240,10 @@ public final class Worker {
         slot.setApp(pid: 0)
         let how = ExitStatus(status)
         let seconds = ExitStatus.seconds(ran)
+        if !inRequest {
+            unwatchApp()
+            app.closeConnection()
+        }
         if stopping != nil { return }
         // Died young without serving anything: a crash loop in the making.
         // The master owns the back-off, so hand the decision to it.
@@ -245,6 +253,8 @@ public final class Worker {
             return
         }
         log.notice("\(poolTag) app \(pid) of worker \(getpid()) \(how) after \(seconds) seconds from start")
+        // Mid-request the relay answers the client first, then restarts it.
+        if inRequest { return }
         do {
             try app.start()
             slot.setApp(pid: app.pid)
