@@ -53,7 +53,7 @@ public final class Worker {
         pool = launch.pool
         slot = launch.scoreboard.writer(slot: launch.slot)
         log = launch.errorLog
-        allowedClients = AllowedClients(launch.pool.listenAllowedClients)
+        allowedClients = AllowedClients(launch.pool.listenAllowedClientRanges)
     }
 
     var poolTag: String { "[pool \(pool.name)]" }

@@ -1,3 +1,4 @@
+import DroverConfig
 import XCTest
 
 @testable import DroverCore
@@ -10,7 +11,7 @@ final class AllowedClientsTests: XCTestCase {
     }
 
     func testAddressesAndCIDRRanges() {
-        let rules = AllowedClients(["127.0.0.1", "10.1.0.0/16", "2001:db8::/32", "::1"])
+        let rules = AllowedClients(["127.0.0.1", "10.1.0.0/16", "2001:db8::/32", "::1"].compactMap(IPRange.init(parsing:)))
         XCTAssertTrue(rules.allows(addr("127.0.0.1")))
         XCTAssertFalse(rules.allows(addr("127.0.0.2")))
         XCTAssertTrue(rules.allows(addr("10.1.255.3")))
@@ -26,7 +27,7 @@ final class AllowedClientsTests: XCTestCase {
     }
 
     func testOddPrefixLengths() {
-        let rules = AllowedClients(["192.168.1.128/25"])
+        let rules = AllowedClients(["192.168.1.128/25"].compactMap(IPRange.init(parsing:)))
         XCTAssertTrue(rules.allows(addr("192.168.1.200")))
         XCTAssertFalse(rules.allows(addr("192.168.1.100")))
     }

@@ -8,39 +8,20 @@ public enum PeerAddress: Equatable, Sendable, CustomStringConvertible {
     case ipv6([UInt8])
     case unix
 
-    /// IPv4-mapped IPv6 (::ffff:a.b.c.d) is folded to IPv4 so that one rule matches both.
-    public var normalized: PeerAddress {
-        if case .ipv6(let b) = self, b.count == 16, b[0..<10].allSatisfy({ $0 == 0 }), b[10] == 0xff, b[11] == 0xff {
-            return .ipv4(Array(b[12..<16]))
+    /// The address bytes (4 or 16), nil for Unix sockets.
+    public var bytes: [UInt8]? {
+        switch self {
+        case .ipv4(let b), .ipv6(let b): b
+        case .unix: nil
         }
-        return self
     }
 
-    public var description: String {
-        switch self {
-        case .unix: return "unix"
-        case .ipv4(let b): return b.map(String.init).joined(separator: ".")
-        case .ipv6(let b):
-            var out = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-            var raw = b
-            _ = inet_ntop(AF_INET6, &raw, &out, socklen_t(out.count))
-            return String(cString: out)
-        }
-    }
+    public var description: String { bytes.map(IP.format) ?? "unix" }
 
     /// Parses a textual IPv4 or IPv6 address.
     public init?(parsing text: String) {
-        var v4 = in_addr()
-        if inet_pton(AF_INET, text, &v4) == 1 {
-            self = .ipv4(withUnsafeBytes(of: &v4) { Array($0) })
-            return
-        }
-        var v6 = in6_addr()
-        if inet_pton(AF_INET6, text, &v6) == 1 {
-            self = .ipv6(withUnsafeBytes(of: &v6) { Array($0) })
-            return
-        }
-        return nil
+        guard let b = IP.parse(text) else { return nil }
+        self = b.count == 4 ? .ipv4(b) : .ipv6(b)
     }
 }
 
@@ -160,50 +141,16 @@ public enum Sockets {
     }
 }
 
-/// `listen.allowed_clients`: addresses and CIDR ranges, IPv4 and IPv6.
-/// An empty list allows everyone (php-fpm's default).
+/// `listen.allowed_clients`: addresses and CIDR ranges, IPv4 and IPv6
+/// (parsed and matched by DroverConfig's IPRange). An empty list allows
+/// everyone, and Unix-socket peers are not checked (php-fpm's rules).
 public struct AllowedClients: Sendable {
-    struct Rule: Sendable {
-        var bytes: [UInt8]
-        var prefix: Int
-    }
-    private var rules: [Rule] = []
-    public var allowsEveryone: Bool { rules.isEmpty }
+    private let ranges: [IPRange]
 
-    /// Entries that do not parse are reported by the config validator; here
-    /// they are skipped.
-    public init(_ entries: [String]) {
-        for entry in entries {
-            let parts = entry.split(separator: "/", maxSplits: 1)
-            guard let first = parts.first, let addr = PeerAddress(parsing: String(first))?.normalized else { continue }
-            let bytes: [UInt8]
-            switch addr {
-            case .ipv4(let b), .ipv6(let b): bytes = b
-            case .unix: continue
-            }
-            let prefix = parts.count == 2 ? Int(parts[1]) ?? bytes.count * 8 : bytes.count * 8
-            rules.append(Rule(bytes: bytes, prefix: min(prefix, bytes.count * 8)))
-        }
-    }
+    public init(_ ranges: [IPRange]) { self.ranges = ranges }
 
     public func allows(_ peer: PeerAddress) -> Bool {
-        if rules.isEmpty { return true }
-        let bytes: [UInt8]
-        switch peer.normalized {
-        case .unix: return true   // php-fpm applies allowed_clients to TCP only
-        case .ipv4(let b), .ipv6(let b): bytes = b
-        }
-        return rules.contains { rule in
-            guard rule.bytes.count == bytes.count else { return false }
-            var bits = rule.prefix
-            var i = 0
-            while bits > 0 {
-                let mask: UInt8 = bits >= 8 ? 0xff : ~(0xff >> UInt8(bits))
-                if (rule.bytes[i] & mask) != (bytes[i] & mask) { return false }
-                bits -= 8
-                i += 1
-            }
-            return true
-        }
+        guard !ranges.isEmpty, let bytes = peer.bytes else { return true }
+        return ranges.contains { $0.contains(bytes) }
     }
 }

@@ -1,0 +1,454 @@
+// The directive table: every php-fpm global and pool directive (php-src
+// sapi/fpm/fpm/fpm_conf.c, ini_fpm_global_options[] and
+// ini_fpm_pool_options[], plus the array directives), and Drover's own. One
+// entry per (scope, name) gives the docs (Directives.all), the parser and
+// the -tt dump their names, defaults and status.
+
+public enum Directives {
+    /// Every directive Drover recognises, global first, in php-fpm's order.
+    public static let all: [DirectiveInfo] = DirectiveTable.specs.map(\.info)
+
+    /// The directive called `name` (case-insensitive; arrays as `env[]`) in `scope`.
+    public static func info(_ name: String, scope: DirectiveInfo.Scope) -> DirectiveInfo? {
+        DirectiveTable.lookup(name, scope: scope)?.info
+    }
+}
+
+enum DirectiveTable {
+    static let byKey: [String: DirectiveSpec] = {
+        var d: [String: DirectiveSpec] = [:]
+        for s in specs { d["\(s.info.scope.rawValue) \(s.info.name.lowercased())"] = s }
+        return d
+    }()
+
+    static func lookup(_ name: String, scope: DirectiveInfo.Scope) -> DirectiveSpec? {
+        byKey["\(scope.rawValue) \(name.lowercased())"]
+    }
+
+    private static func global(
+        _ name: String, _ defaultValue: String, implemented: Bool, drover: Bool = false, _ summary: String,
+        _ apply: @escaping @Sendable (inout GlobalState, DirectiveInput) throws(ValueError) -> Void
+    ) -> DirectiveSpec {
+        DirectiveSpec(info: DirectiveInfo(name: name, scope: .global, defaultValue: defaultValue, summary: summary,
+                                          implemented: implemented, droverExtension: drover),
+                      apply: .global(apply))
+    }
+
+    private static func pool(
+        _ name: String, _ defaultValue: String, implemented: Bool, drover: Bool = false, _ summary: String,
+        _ apply: @escaping @Sendable (inout PoolState, DirectiveInput) throws(ValueError) -> Void
+    ) -> DirectiveSpec {
+        DirectiveSpec(info: DirectiveInfo(name: name, scope: .pool, defaultValue: defaultValue, summary: summary,
+                                          implemented: implemented, droverExtension: drover),
+                      apply: .pool(apply))
+    }
+
+    static let facilities: Set<String> = [
+        "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog", "user", "uucp",
+        "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+    ]
+
+    static let specs: [DirectiveSpec] = globalSpecs + poolSpecs
+
+    // MARK: [global]
+
+    static let globalSpecs: [DirectiveSpec] = [
+        DirectiveSpec(
+            info: DirectiveInfo(
+                name: "include", scope: .global, defaultValue: "none",
+                summary: "Reads more files matching a glob(3) pattern, in sorted order, at this point (allowed in any section; "
+                    + "the included lines continue the current section). A relative pattern is relative to the prefix. "
+                    + "A pattern with wildcards that matches nothing is a warning; a plain path that does not exist is an error.",
+                implemented: true),
+            apply: .include),
+        global("pid", "none", implemented: true,
+               "Path of the master's pid file; relative to the prefix.") { g, i throws(ValueError) in
+            g.config.pid = try i.optionalString()
+        },
+        global("error_log", "stderr", implemented: true,
+               "Path of the error log, relative to the prefix. Unset: stderr (php-fpm: log/php-fpm.log). "
+                + "`syslog` is recognised but not implemented yet (warning; stderr is used).") { g, i throws(ValueError) in
+            let v = try i.optionalString()
+            if let v, v.lowercased() == "syslog" {
+                i.warn("'syslog' is recognised but not implemented yet by Drover; logging to stderr")
+                g.config.errorLog = nil
+            } else {
+                g.config.errorLog = v
+            }
+        },
+        global("syslog.ident", "php-fpm", implemented: false,
+               "Identity prepended to every syslog message.") { g, i throws(ValueError) in
+            g.config.syslogIdent = try i.string()
+        },
+        global("syslog.facility", "daemon", implemented: false,
+               "Syslog facility: auth, authpriv, cron, daemon, ftp, kern, lpr, mail, news, syslog, user, uucp, local0..local7.") { g, i throws(ValueError) in
+            let v = try i.string().lowercased()
+            guard facilities.contains(v) else {
+                throw ValueError("invalid value '\(v)' (one of \(facilities.sorted().joined(separator: ", ")))")
+            }
+            g.config.syslogFacility = v
+        },
+        global("log_buffering", "yes", implemented: false,
+               "Write each error log line with a single write.") { g, i throws(ValueError) in
+            g.config.logBuffering = try i.bool()
+        },
+        global("log_level", "notice", implemented: true,
+               "Least severe error log level written: debug, notice, warning (or warn), error, alert.") { g, i throws(ValueError) in
+            let v = try i.string()
+            switch v.lowercased() {
+            case "debug": g.config.logLevel = .debug
+            case "notice": g.config.logLevel = .notice
+            case "warning", "warn": g.config.logLevel = .warning
+            case "error": g.config.logLevel = .error
+            case "alert": g.config.logLevel = .alert
+            default: throw ValueError("invalid value '\(v)' (debug, notice, warning, error or alert)")
+            }
+        },
+        global("log_limit", "1024", implemented: false,
+               "Longest error log line in characters (at least 512); longer lines are wrapped.") { g, i throws(ValueError) in
+            g.config.logLimit = try i.int(in: 512...Int(Int32.max), "must be at least 512")
+        },
+        global("emergency_restart_threshold", "0", implemented: false,
+               "Restart the master when this many workers die of SIGSEGV or SIGBUS within emergency_restart_interval (0: off).") { g, i throws(ValueError) in
+            g.config.emergencyRestartThreshold = try i.nonNegativeInt()
+        },
+        global("emergency_restart_interval", "0", implemented: false,
+               "Window for emergency_restart_threshold (time: s, m, h, d).") { g, i throws(ValueError) in
+            g.config.emergencyRestartInterval = try i.time()
+        },
+        global("process_control_timeout", "0", implemented: true,
+               "How long workers get to react to a signal from the master before they are killed (time; 0: no limit).") { g, i throws(ValueError) in
+            g.config.processControlTimeout = try i.time()
+        },
+        global("process.max", "0", implemented: false,
+               "Most worker processes across all pools (0: no limit).") { g, i throws(ValueError) in
+            g.config.processMax = try i.int(in: 0...Int(Int32.max), "can't be negative")
+        },
+        global("process.priority", "none", implemented: true,
+               "nice(2) value of the master, -19 (highest) to 20; pools inherit it unless they set their own. Needs root for negative values.") { g, i throws(ValueError) in
+            g.config.processPriority = try i.int(in: -19...20, "must be in [-19,20]")
+        },
+        global("daemonize", "yes", implemented: true,
+               "Detach into the background (-F and -D on the command line win).") { g, i throws(ValueError) in
+            g.config.daemonize = try i.bool()
+        },
+        global("rlimit_files", "system", implemented: true,
+               "RLIMIT_NOFILE of the master (0: leave the system value).") { g, i throws(ValueError) in
+            let v = try i.nonNegativeInt()
+            g.config.rlimitFiles = v == 0 ? nil : v
+        },
+        global("rlimit_core", "system", implemented: true,
+               "RLIMIT_CORE of the master: bytes or `unlimited`.") { g, i throws(ValueError) in
+            g.config.rlimitCore = try i.rlimit()
+        },
+        global("events.mechanism", "auto", implemented: true,
+               "Event mechanism: epoll, poll or select (Linux); kqueue, /dev/poll and port do not exist on Linux.") { g, i throws(ValueError) in
+            let v = try i.string().lowercased()
+            switch v {
+            case "": g.config.eventsMechanism = nil
+            case "epoll", "poll", "select": g.config.eventsMechanism = v
+            case "kqueue", "/dev/poll", "port": throw ValueError("'\(v)' is not available on Linux (use epoll, poll or select)")
+            default: throw ValueError("unknown mechanism '\(v)' (epoll, poll or select)")
+            }
+        },
+        global("systemd_interval", "10", implemented: false,
+               "Interval between health reports to systemd (time; 0: off).") { g, i throws(ValueError) in
+            g.config.systemdInterval = try i.time()
+        },
+        global("log.max_size", "0", implemented: false, drover: true,
+               "Rotate each log file the agent writes when it reaches this size (K, M, G suffixes; 0: never).") { g, i throws(ValueError) in
+            g.config.logMaxSize = try i.size()
+        },
+        global("log.max_files", "5", implemented: false, drover: true,
+               "Rotated log files kept by log.max_size rotation.") { g, i throws(ValueError) in
+            g.config.logMaxFiles = try i.nonNegativeInt()
+        },
+        global("status.listen", "none", implemented: false, drover: true,
+               "Address of a global HTTP server for /status, /metrics and /ping (same syntax as listen).") { g, i throws(ValueError) in
+            let text = try i.string()
+            g.statusListen = text.isEmpty ? nil : (try i.listen(), i.location)
+        },
+    ]
+
+    // MARK: pools
+
+    static let poolSpecs: [DirectiveSpec] = [
+        pool("prefix", "none", implemented: true,
+             "Prefix for this pool's relative paths (listen, access.log, slowlog, chroot, chdir, path-like php values); "
+                + "itself relative to the global prefix. Must be an existing directory.") { p, i throws(ValueError) in
+            p.config.prefix = try i.optionalString()
+        },
+        pool("user", "master's user", implemented: true,
+             "User (name or uid) the workers and apps run as; only possible when the master runs as root.") { p, i throws(ValueError) in
+            p.config.user = try i.optionalString()
+        },
+        pool("group", "user's group", implemented: true,
+             "Group (name or gid) the workers and apps run as.") { p, i throws(ValueError) in
+            p.config.group = try i.optionalString()
+        },
+        pool("listen", "none (required)", implemented: true,
+             "Address to accept FastCGI connections on: `/path.sock` (relative to the prefix), `ip:port`, `[ipv6]:port`, "
+                + "`host:port` (resolved at load time), or a bare `port` (every address). "
+                + "Drover: each `listen` line in the same section adds one more address.") { p, i throws(ValueError) in
+            let spec = try i.listen()
+            if p.listenBlock != p.block {
+                // A reopened [pool] section replaces the addresses, as php-fpm's later value wins.
+                p.listen = []
+                p.listenBlock = p.block
+            }
+            p.listen.append((spec, i.location))
+        },
+        pool("listen.backlog", "-1", implemented: true,
+             "listen(2) backlog; -1 means the system maximum (net.core.somaxconn), php-fpm's Linux default.") { p, i throws(ValueError) in
+            let v = try i.int()
+            if v == 0 || v < -1 { throw ValueError("must be -1 (the system maximum) or a positive number") }
+            p.config.listenBacklog = v
+        },
+        pool("listen.acl_users", "none", implemented: false,
+             "POSIX ACL users (comma-separated) allowed on the Unix socket; overrides listen.owner.") { p, i throws(ValueError) in
+            p.config.listenAclUsers = try i.optionalString()
+        },
+        pool("listen.acl_groups", "none", implemented: false,
+             "POSIX ACL groups (comma-separated) allowed on the Unix socket; overrides listen.group.") { p, i throws(ValueError) in
+            p.config.listenAclGroups = try i.optionalString()
+        },
+        pool("listen.owner", "master's user", implemented: true,
+             "Owner (name or uid) of the Unix socket.") { p, i throws(ValueError) in
+            p.config.listenOwner = try i.optionalString()
+        },
+        pool("listen.group", "owner's group", implemented: true,
+             "Group (name or gid) of the Unix socket.") { p, i throws(ValueError) in
+            p.config.listenGroup = try i.optionalString()
+        },
+        pool("listen.mode", "0660", implemented: true,
+             "Permissions of the Unix socket, in octal.") { p, i throws(ValueError) in
+            let text = try i.string()
+            p.config.listenMode = text.isEmpty ? nil : try Values.octalMode(text)
+        },
+        pool("listen.allowed_clients", "any", implemented: true,
+             "Comma-separated client addresses allowed on TCP sockets (IPv4, IPv6; Drover also takes CIDR ranges such as 10.0.0.0/8). Empty: any client.") { p, i throws(ValueError) in
+            let text = try i.string()
+            var written: [String] = []
+            var ranges: [IPRange] = []
+            var bad: [String] = []
+            for part in text.split(separator: ",") {
+                let item = Values.trimmed(part)
+                if item.isEmpty { continue }
+                guard let range = IPRange(parsing: String(item)) else { bad.append("'\(item)'"); continue }
+                let bare = item.split(separator: "/").first.map { String($0) } ?? ""
+                if item.contains("/"), let raw = IPRange(parsing: bare), raw.address != range.address {
+                    i.warn("'\(item)' has host bits set; it means \(range)")
+                }
+                written.append(String(item))
+                ranges.append(range)
+            }
+            if !bad.isEmpty {
+                throw ValueError("invalid address\(bad.count > 1 ? "es" : "") \(bad.joined(separator: ", ")) (use IPv4 or IPv6 addresses or CIDR ranges)")
+            }
+            p.config.listenAllowedClients = written
+            p.config.listenAllowedClientRanges = ranges
+        },
+        pool("listen.setfib", "-1", implemented: false,
+             "FreeBSD routing table (FIB) of the socket; has no effect on Linux.") { p, i throws(ValueError) in
+            p.config.listenSetfib = try i.int()
+        },
+        pool("process.priority", "none", implemented: true,
+             "nice(2) value of the pool's processes, -19 to 20 (default: the master's).") { p, i throws(ValueError) in
+            p.config.processPriority = try i.int(in: -19...20, "must be in [-19,20]")
+        },
+        pool("process.dumpable", "no", implemented: true,
+             "Set PR_SET_DUMPABLE so the pool's user can ptrace its processes and they can dump core.") { p, i throws(ValueError) in
+            p.config.processDumpable = try i.bool()
+        },
+        pool("pm", "static", implemented: true,
+             "Process manager: static, dynamic or ondemand. Drover implements static; dynamic and ondemand are "
+                + "validated like php-fpm but run as static with pm.max_children workers (warning). php-fpm requires pm; Drover defaults to static.") { p, i throws(ValueError) in
+            let v = try i.string()
+            switch v.lowercased() {
+            case "static": p.config.pm = .static
+            case "dynamic", "ondemand":
+                p.config.pm = v.lowercased() == "dynamic" ? .dynamic : .ondemand
+                i.warn("'\(v.lowercased())' is not implemented yet; the pool runs as static with pm.max_children workers")
+            default: throw ValueError("invalid process manager '\(v)' (static, dynamic or ondemand)")
+            }
+        },
+        pool("pm.max_children", "none (required)", implemented: true,
+             "Workers of a static pool; the most workers of a dynamic or ondemand pool.") { p, i throws(ValueError) in
+            p.config.maxChildren = try i.int()
+        },
+        pool("pm.start_servers", "min + (max - min) / 2", implemented: false,
+             "dynamic: workers started at launch (between pm.min_spare_servers and pm.max_spare_servers).") { p, i throws(ValueError) in
+            p.config.startServers = try i.int()
+        },
+        pool("pm.min_spare_servers", "none", implemented: false,
+             "dynamic: fewest idle workers (required, > 0).") { p, i throws(ValueError) in
+            p.config.minSpareServers = try i.int()
+        },
+        pool("pm.max_spare_servers", "none", implemented: false,
+             "dynamic: most idle workers (required, >= pm.min_spare_servers, <= pm.max_children).") { p, i throws(ValueError) in
+            p.config.maxSpareServers = try i.int()
+        },
+        pool("pm.max_spawn_rate", "32", implemented: false,
+             "dynamic: most workers started per second when scaling up.") { p, i throws(ValueError) in
+            p.config.maxSpawnRate = try i.int()
+        },
+        pool("pm.process_idle_timeout", "10s", implemented: false,
+             "ondemand: idle time after which a worker stops (time, > 0).") { p, i throws(ValueError) in
+            p.config.processIdleTimeout = try i.time()
+        },
+        pool("pm.max_requests", "0", implemented: false,
+             "Requests after which a worker's app is restarted (0: never).") { p, i throws(ValueError) in
+            p.config.maxRequests = try i.nonNegativeInt()
+        },
+        pool("pm.status_path", "none", implemented: true,
+             "URI of the status page, answered by the workers (starts with '/'; letters, digits and / _ - . ~ only).") { p, i throws(ValueError) in
+            p.config.statusPath = try i.optionalString()
+        },
+        pool("pm.status_listen", "none", implemented: false,
+             "Separate address for status requests (same syntax as listen).") { p, i throws(ValueError) in
+            let text = try i.string()
+            p.config.statusListen = text.isEmpty ? nil : text
+            p.statusListen = text.isEmpty ? nil : (try i.listen(), i.location)
+        },
+        pool("ping.path", "none", implemented: true,
+             "URI of the ping page, answered by the workers (same rules as pm.status_path).") { p, i throws(ValueError) in
+            p.config.pingPath = try i.optionalString()
+        },
+        pool("ping.response", "pong", implemented: true,
+             "Body of the ping response (text/plain, 200).") { p, i throws(ValueError) in
+            p.config.pingResponse = try i.string()
+        },
+        pool("access.log", "none", implemented: false,
+             "Access log path, relative to the prefix.") { p, i throws(ValueError) in
+            p.config.accessLog = try i.optionalString()
+        },
+        pool("access.format", "%R - %u %t \"%m %r\" %s", implemented: false,
+             "Access log line format (php-fpm's % escapes).") { p, i throws(ValueError) in
+            p.config.accessFormat = try i.string()
+        },
+        pool("access.suppress_path[]", "none", implemented: false,
+             "A request URI (starting with '/') never written to the access log when the request succeeded; one per line, without a key.") { p, i throws(ValueError) in
+            if !i.key.isEmpty { throw ValueError("keys provided to access.suppress_path are not allowed; write access.suppress_path[] = /path") }
+            let v = try i.string()
+            if !v.hasPrefix("/") { throw ValueError("'\(v)' must begin with '/'") }
+            p.config.accessSuppressPaths.append(v)
+        },
+        pool("slowlog", "none", implemented: false,
+             "Slow request log path, relative to the prefix; required by request_slowlog_timeout.") { p, i throws(ValueError) in
+            p.config.slowlog = try i.optionalString()
+        },
+        pool("request_slowlog_timeout", "0", implemented: false,
+             "Requests running longer are logged to slowlog (time; 0: off).") { p, i throws(ValueError) in
+            p.config.requestSlowlogTimeout = try i.time()
+        },
+        pool("request_slowlog_trace_depth", "20", implemented: false,
+             "Depth of the stack trace written to the slow log.") { p, i throws(ValueError) in
+            p.config.requestSlowlogTraceDepth = try i.int()
+        },
+        pool("request_terminate_timeout", "0", implemented: false,
+             "Requests running longer have their app killed (time; 0: off).") { p, i throws(ValueError) in
+            p.config.requestTerminateTimeout = try i.time()
+        },
+        pool("request_terminate_timeout_track_finished", "no", implemented: false,
+             "Keep enforcing request_terminate_timeout after the response was finished.") { p, i throws(ValueError) in
+            p.config.requestTerminateTimeoutTrackFinished = try i.bool()
+        },
+        pool("rlimit_files", "system", implemented: true,
+             "RLIMIT_NOFILE of the pool's processes (0: leave the system value).") { p, i throws(ValueError) in
+            let v = try i.nonNegativeInt()
+            p.config.rlimitFiles = v == 0 ? nil : v
+        },
+        pool("rlimit_core", "system", implemented: true,
+             "RLIMIT_CORE of the pool's processes: bytes or `unlimited`.") { p, i throws(ValueError) in
+            p.config.rlimitCore = try i.rlimit()
+        },
+        pool("chroot", "none", implemented: false,
+             "Directory to chroot(2) into before starting the app; absolute, or starting with $prefix.") { p, i throws(ValueError) in
+            p.config.chroot = try i.optionalString()
+        },
+        pool("chdir", "none", implemented: true,
+             "Working directory of the app (relative to the prefix); must exist.") { p, i throws(ValueError) in
+            p.config.chdir = try i.optionalString()
+        },
+        pool("catch_workers_output", "no", implemented: false,
+             "Send the apps' stdout and stderr to the error log (otherwise /dev/null).") { p, i throws(ValueError) in
+            p.config.catchWorkersOutput = try i.bool()
+        },
+        pool("decorate_workers_output", "yes", implemented: false,
+             "Prefix caught worker output with pool, pid and stream.") { p, i throws(ValueError) in
+            p.config.decorateWorkersOutput = try i.bool()
+        },
+        pool("clear_env", "yes", implemented: true,
+             "Start apps with an empty environment plus env[] (no: inherit the master's environment).") { p, i throws(ValueError) in
+            p.config.clearEnv = try i.bool()
+        },
+        pool("security.limit_extensions", ".php .phar", implemented: false,
+             "Space-separated script extensions the app may run (empty: any).") { p, i throws(ValueError) in
+            let text = try i.string()
+            p.config.securityLimitExtensions = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+        },
+        pool("apparmor_hat", "none", implemented: false,
+             "AppArmor hat the app changes to.") { p, i throws(ValueError) in
+            p.config.apparmorHat = try i.optionalString()
+        },
+        pool("env[]", "none", implemented: true,
+             "env[NAME] = value sets an environment variable of the app; `$NAME` alone takes NAME from the master's environment.") { p, i throws(ValueError) in
+            if i.key.isEmpty { throw ValueError("missing variable name: write env[NAME] = value") }
+            let decoded = try i.decoded()
+            var value = try i.substitutePool(decoded.phpScannerText)
+            if value.isEmpty { throw ValueError("empty value") }
+            if !decoded.quoted, value.hasPrefix("$") {
+                // php-fpm: the whole rest is a variable name of the master's environment.
+                let name = String(value.dropFirst())
+                let isName = !name.isEmpty && name.utf8.allSatisfy {
+                    ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x5F
+                }
+                if !isName {
+                    i.warn("'\(value)' names the variable '\(name)' (php-fpm takes everything after '$'), which cannot exist; use ${NAME} to embed a variable")
+                }
+                value = i.environment[name] ?? ""
+            }
+            if p.config.env.contains(where: { $0.name == i.key }) {
+                i.warn("set again; the last value wins (php-fpm keeps the first)")
+            }
+            p.config.env.append((name: i.key, value: value))
+        },
+        pool("php_value[]", "none", implemented: true,
+             "php_value[name] = value: a php.ini setting for php-cgi (passed as -d name=value); PHP code may change it.") { p, i throws(ValueError) in
+            try phpSetting(&p, i, admin: false, flag: false)
+        },
+        pool("php_flag[]", "none", implemented: true,
+             "php_flag[name] = on/off: a boolean php.ini setting (normalised to 1/0).") { p, i throws(ValueError) in
+            try phpSetting(&p, i, admin: false, flag: true)
+        },
+        pool("php_admin_value[]", "none", implemented: true,
+             "php_admin_value[name] = value: like php_value, but PHP code cannot change it.") { p, i throws(ValueError) in
+            try phpSetting(&p, i, admin: true, flag: false)
+        },
+        pool("php_admin_flag[]", "none", implemented: true,
+             "php_admin_flag[name] = on/off: like php_flag, but PHP code cannot change it.") { p, i throws(ValueError) in
+            try phpSetting(&p, i, admin: true, flag: true)
+        },
+        pool("command", "php-cgi", implemented: true, drover: true,
+             "The app's command line, split like a shell would (quotes, backslashes; ${NAME} and $pool expanded; no other shell features). "
+                + "Empty or unset: php-cgi from PATH.") { p, i throws(ValueError) in
+            p.config.command = try i.words()
+        },
+        pool("request_slowlog_trace_command", "none", implemented: false, drover: true,
+             "A command run when a request becomes slow, its output added to the slow log; {pid} is the app's pid "
+                + "(e.g. `py-spy dump --pid {pid}`).") { p, i throws(ValueError) in
+            p.config.requestSlowlogTraceCommand = try i.words()
+        },
+    ]
+
+    private static func phpSetting(_ p: inout PoolState, _ i: DirectiveInput, admin: Bool, flag: Bool) throws(ValueError) {
+        if i.key.isEmpty { throw ValueError("missing setting name: write \(i.entry.name)[name] = value") }
+        let value: String
+        if flag {
+            value = try i.bool() ? "1" : "0"
+        } else {
+            value = try i.string()
+        }
+        p.config.phpSettings.append((name: i.key, value: value, admin: admin))
+    }
+}
