@@ -239,15 +239,7 @@ extension Worker {
 
     /// Makes sure the app runs and is connected; returns a reason if not.
     private func connectApp() -> String? {
-        if app.pid == 0 {
-            do {
-                try app.start()
-                slot.setApp(pid: app.pid)
-            } catch {
-                appFailureExit = .appStartFailed
-                return "\(error)"
-            }
-        }
+        if app.pid == 0, let problem = startApp() { return problem }
         if app.fd >= 0 && app.requestsOnConnection > 0 && app.connectionWasClosed() {
             app.closeConnection()
         }
@@ -463,15 +455,7 @@ extension Worker {
         slot.endRequest(at: Clock.realtimeMicros(), bytesIn: r.bytesIn, bytesOut: r.bytesOut)
         inRequest = false
         // The app died during the request (reaped, or stopped by the relay).
-        if app.pid == 0 && stopping == nil && appFailureExit == nil {
-            do {
-                try app.start()
-                slot.setApp(pid: app.pid)
-            } catch {
-                log.error("\(poolTag) worker \(getpid()): \(error)")
-                appFailureExit = .appStartFailed
-            }
-        }
+        if app.pid == 0 && stopping == nil && appFailureExit == nil { startApp() }
     }
 
     /// Gives up on the connection mid-way (fast stop, protocol error).

@@ -254,13 +254,21 @@ public final class Worker {
         }
         log.notice("\(poolTag) app \(pid) of worker \(getpid()) \(how) after \(seconds) seconds from start")
         // Mid-request the relay answers the client first, then restarts it.
-        if inRequest { return }
+        if !inRequest { startApp() }
+    }
+
+    /// Starts a new app; on failure logs it, marks the worker for exit (the
+    /// master backs off) and returns the reason.
+    @discardableResult
+    func startApp() -> String? {
         do {
             try app.start()
             slot.setApp(pid: app.pid)
+            return nil
         } catch {
             log.error("\(poolTag) worker \(getpid()): \(error)")
             appFailureExit = .appStartFailed
+            return "\(error)"
         }
     }
 
