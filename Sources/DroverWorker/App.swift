@@ -22,8 +22,6 @@ final class App {
     var requests = 0
     /// The connection to the app, or -1.
     private(set) var fd: Int32 = -1
-    /// Requests served over the current connection (0: fresh connection).
-    private(set) var requestsOnConnection = 0
     private let argv: [String]
     private let envp: [String]
 
@@ -97,27 +95,17 @@ final class App {
         requests = 0
     }
 
-    /// Connects (once per app connection); false if the app is unreachable.
-    func connect() -> Bool {
-        if fd >= 0 { return true }
-        guard let c = try? Sockets.connectUnix(socketPath, nonBlocking: true) else { return false }
+    /// Connects if not connected; returns whether a new connection was made,
+    /// or nil if the app is unreachable.
+    func connect() -> Bool? {
+        if fd >= 0 { return false }
+        guard let c = try? Sockets.connectUnix(socketPath, nonBlocking: true) else { return nil }
         fd = c
-        requestsOnConnection = 0
         return true
-    }
-
-    /// Whether the kept connection was closed by the app since its last
-    /// request (apps that ignore FCGI_KEEP_CONN close after each one).
-    func connectionWasClosed() -> Bool {
-        guard fd >= 0 else { return true }
-        var byte: UInt8 = 0
-        let n = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
-        return n == 0 || (n < 0 && errno != EAGAIN)
     }
 
     func requestStarted() {
         requests += 1
-        requestsOnConnection += 1
     }
 
     func closeConnection() {

@@ -18,6 +18,9 @@ final class ClientConnection {
     /// Set when the connection must be closed once its output is written.
     var closeAfterOutput = false
     var idleSince: Int64 = 0
+    /// In the worker's epoll set (kept-alive connections stay there while
+    /// served, so parking one again costs no system call).
+    var registered = false
 
     init(fd: Int32, peer: PeerAddress) {
         self.fd = fd
@@ -62,15 +65,15 @@ struct ActiveRequest {
     let id: UInt16
     let keepConnection: Bool
     var phase = Phase.params
-    var params: [UInt8] = []
     var stdinDone = false
+    /// Bytes of this request written to the app (a failed first write may be
+    /// retried on a fresh connection; a later one may not).
+    var sentToApp = false
     /// END_REQUEST came from the app (queued for the client).
     var appEnded = false
     /// The client left; the app's output is dropped until its END_REQUEST.
     var clientGone = false
     var abortSent = false
-    /// The first bytes of STDOUT, until the CGI header block is complete.
-    var head: [UInt8] = []
     var statusKnown = false
     var bytesIn: UInt64 = 0
     var bytesOut: UInt64 = 0

@@ -157,10 +157,10 @@ extension Worker {
             switch (r.phase, h.type) {
             case (.params, .params):
                 if h.contentLength > 0 {
-                    guard r.params.count + Int(h.contentLength) <= Self.maxParamsSize else {
+                    guard params.count + Int(h.contentLength) <= Self.maxParamsSize else {
                         throw FastCGIError.limitExceeded("params larger than \(Self.maxParamsSize) bytes")
                     }
-                    r.params.append(contentsOf: clientBuffer.content(of: h))
+                    params.append(contentsOf: clientBuffer.content(of: h))
                     clientBuffer.forward(h)
                 } else {
                     clientBuffer.forward(h)
@@ -198,6 +198,8 @@ extension Worker {
         s.request = ActiveRequest(id: h.requestID, keepConnection: body.keepConnection)
         inRequest = true
         appBuffer.reset()
+        params.removeAll(keepingCapacity: true)
+        responseHead.removeAll(keepingCapacity: true)
         // Ask the app to keep our connection open whatever the client asked.
         clientBuffer.mutableContent(of: h)[2] |= 1
         clientBuffer.forward(h)
@@ -208,23 +210,24 @@ extension Worker {
     /// PARAMS are complete: the worker answers ping and status itself,
     /// everything else goes to the app.
     private func decide(_ r: inout ActiveRequest, _ conn: ClientConnection, _ s: inout RelayState) throws {
-        let params = try RequestParams.parse(r.params, into: slot)
-        r.params = []
         s.holding = false
-        if let ping = pool.pingPath, params.path == ping {
-            answerLocally(&r, conn, LocalResponse.ping(pool.pingResponse), status: 200)
-        } else if let statusPath = pool.statusPath, params.path == statusPath {
-            let snapshot = launch.scoreboard.status(pool: launch.poolIndex)
-            let rendered = StatusRenderer.render([snapshot], as: StatusQuery(queryString: params.queryString))
-            answerLocally(&r, conn, LocalResponse.status(rendered), status: 200)
-        } else if let problem = connectApp() {
-            log.error("\(poolTag) worker \(getpid()): cannot reach the app: \(problem)")
-            answerLocally(&r, conn, LocalResponse.error(503, "Service Unavailable"), status: 503)
-        } else {
-            app.requestStarted()
-            r.appPID = app.pid
-            r.phase = .app
-            s.appReadable = false
+        try params.withUnsafeBytes { raw in
+            let request = try RequestParams.parse(raw, into: slot)
+            if let ping = pingPath, request.pathIs(ping, in: raw) {
+                answerLocally(&r, conn, LocalResponse.ping(pool.pingResponse), status: 200)
+            } else if let statusPath, request.pathIs(statusPath, in: raw) {
+                let snapshot = launch.scoreboard.status(pool: launch.poolIndex)
+                let query = StatusQuery(queryString: request.queryString(in: raw))
+                answerLocally(&r, conn, LocalResponse.status(StatusRenderer.render([snapshot], as: query)), status: 200)
+            } else if let problem = connectApp() {
+                log.error("\(poolTag) worker \(getpid()): cannot reach the app: \(problem)")
+                answerLocally(&r, conn, LocalResponse.error(503, "Service Unavailable"), status: 503)
+            } else {
+                app.requestStarted()
+                r.appPID = app.pid
+                r.phase = .app
+                s.appReadable = false
+            }
         }
     }
 
@@ -238,12 +241,19 @@ extension Worker {
     }
 
     /// Makes sure the app runs and is connected; returns a reason if not.
+    /// A new connection joins the epoll set, where the idle loop notices an
+    /// app closing it between requests.
     private func connectApp() -> String? {
         if app.pid == 0, let problem = startApp() { return problem }
-        if app.fd >= 0 && app.requestsOnConnection > 0 && app.connectionWasClosed() {
-            app.closeConnection()
+        switch app.connect() {
+        case nil:
+            return "connect(\(app.socketPath)): \(SystemError.message(errno))"
+        case true?:
+            try? watch(app.fd, .app, events: UInt32(DROVER_EPOLLIN) | UInt32(DROVER_EPOLLRDHUP))
+            return nil
+        case false?:
+            return nil
         }
-        return app.connect() ? nil : "connect(\(app.socketPath)): \(SystemError.message(errno))"
     }
 
     private func answerManagement(_ h: RecordHeader, _ conn: ClientConnection) {
@@ -296,21 +306,20 @@ extension Worker {
         }
     }
 
-    /// Finds the response's status in the CGI header block.
+    /// Finds the response's status in the CGI header block, which may span
+    /// several STDOUT records (collected in `responseHead`, up to 16 KiB).
     private func noteStatus(_ r: inout ActiveRequest, _ content: UnsafeRawBufferPointer) {
-        if r.head.isEmpty, let code = CGIResponseHead.statusCode(content) {
+        if responseHead.isEmpty, let code = CGIResponseHead.statusCode(content) {
             r.statusKnown = true
             slot.setStatus(code)
             return
         }
-        r.head.append(contentsOf: content)
-        if let code = r.head.withUnsafeBytes({ CGIResponseHead.statusCode($0) }) {
+        responseHead.append(contentsOf: content)
+        if let code = responseHead.withUnsafeBytes({ CGIResponseHead.statusCode($0) }) {
             r.statusKnown = true
-            r.head = []
             slot.setStatus(code)
-        } else if r.head.count > 16 * 1024 {
+        } else if responseHead.count > 16 * 1024 {
             r.statusKnown = true
-            r.head = []
         }
     }
 
@@ -343,13 +352,25 @@ extension Worker {
     // MARK: writing
 
     private func flushToApp(_ conn: ClientConnection, _ s: inout RelayState) {
-        guard !s.holding, !s.appBlocked, clientBuffer.hasPendingOutput, let r = s.request, r.phase == .app,
+        guard !s.holding, !s.appBlocked, clientBuffer.hasPendingOutput, var r = s.request, r.phase == .app,
               !r.appEnded else { return }
         switch clientBuffer.flush(to: app.fd) {
-        case .bytes:
+        case .bytes(let n):
+            if n > 0 { r.sentToApp = true }
+            s.request = r
             if clientBuffer.hasPendingOutput { s.appBlocked = true }
         case .wouldBlock:
             s.appBlocked = true
+        case .failed(let e) where (e == EPIPE || e == ECONNRESET) && !r.sentToApp:
+            // The app closed its kept connection between requests and
+            // nothing of this request reached it: reconnect and send again.
+            app.closeConnection()
+            if let problem = connectApp() {
+                appBroke(conn, &s, "is unreachable (\(problem))")
+            } else {
+                flushToApp(conn, &s)
+            }
+            return
         case .endOfFile, .failed:
             appBroke(conn, &s, "stopped reading its connection")
         }
@@ -393,16 +414,15 @@ extension Worker {
     // MARK: waiting
 
     private func wait(_ conn: ClientConnection, _ s: inout RelayState) -> Bool {
-        var fds: [pollfd] = []
         var clientEvents: Int16 = 0
         if wantsClientInput(conn, s) && !s.clientReadable { clientEvents |= Int16(POLLIN) }
         if s.clientBlocked { clientEvents |= Int16(POLLOUT) }
-        fds.append(pollfd(fd: clientEvents != 0 ? conn.fd : -1, events: clientEvents, revents: 0))
         var appEvents: Int16 = 0
         if wantsAppInput(s) && !s.appReadable { appEvents |= Int16(POLLIN) }
         if s.appBlocked { appEvents |= Int16(POLLOUT) }
-        fds.append(pollfd(fd: appEvents != 0 && app.fd >= 0 ? app.fd : -1, events: appEvents, revents: 0))
-        fds.append(pollfd(fd: signals, events: Int16(POLLIN), revents: 0))
+        pollFDs[0] = pollfd(fd: clientEvents != 0 ? conn.fd : -1, events: clientEvents, revents: 0)
+        pollFDs[1] = pollfd(fd: appEvents != 0 && app.fd >= 0 ? app.fd : -1, events: appEvents, revents: 0)
+        pollFDs[2] = pollfd(fd: signals, events: Int16(POLLIN), revents: 0)
         var timeout: Int32 = -1
         if let deadline = s.request?.deadline, deadline != .max {
             timeout = Int32(clamping: max(0, (deadline - Clock.monotonicMicros()) / 1000 + 1))
@@ -412,20 +432,19 @@ extension Worker {
             log.error("\(poolTag) worker \(getpid()): relay has nothing to wait for; closing the connection")
             return false
         }
-        let n = poll(&fds, nfds_t(fds.count), timeout)
+        let n = poll(pollFDs, 3, timeout)
         if n < 0 { return errno == EINTR }
         if n == 0 {
             deadlinePassed(conn, &s)
             return true
         }
         let ready = Int16(POLLIN | POLLHUP | POLLERR)
-        if fds[0].revents & ready != 0 { s.clientReadable = true }
-        if fds[0].revents & Int16(POLLOUT | POLLERR | POLLHUP) != 0 { s.clientBlocked = false }
-        if fds[1].revents & ready != 0 { s.appReadable = true }
-        if fds[1].revents & Int16(POLLOUT | POLLERR | POLLHUP) != 0 { s.appBlocked = false }
-        if fds[2].revents != 0 {
-            _ = handleSignals()
-        }
+        let writable = Int16(POLLOUT | POLLERR | POLLHUP)
+        if pollFDs[0].revents & ready != 0 { s.clientReadable = true }
+        if pollFDs[0].revents & writable != 0 { s.clientBlocked = false }
+        if pollFDs[1].revents & ready != 0 { s.appReadable = true }
+        if pollFDs[1].revents & writable != 0 { s.appBlocked = false }
+        if pollFDs[2].revents != 0 { _ = handleSignals() }
         return true
     }
 

@@ -32,8 +32,15 @@ public final class Worker {
     var stopping: Stop?
     /// A request is being relayed: the relay owns the app connection.
     var inRequest = false
-    /// The app connection is in the idle epoll set (watched for EOF).
-    var appWatched = false
+    /// Scratch space reused by every request, so the hot path allocates nothing.
+    var params: [UInt8] = []
+    var responseHead: [UInt8] = []
+    let pollFDs = UnsafeMutablePointer<pollfd>.allocate(capacity: 3)
+    private let eventTokens = UnsafeMutablePointer<UInt64>.allocate(capacity: 64)
+    private let eventFlags = UnsafeMutablePointer<UInt32>.allocate(capacity: 64)
+    /// ping.path and pm.status_path as bytes, compared with the request's.
+    let pingPath: [UInt8]?
+    let statusPath: [UInt8]?
     /// How many idle kept-alive connections one worker holds at most; the
     /// oldest is closed beyond that.
     let maxKeptConnections = 64
@@ -54,6 +61,9 @@ public final class Worker {
         slot = launch.scoreboard.writer(slot: launch.slot)
         log = launch.errorLog
         allowedClients = AllowedClients(launch.pool.listenAllowedClientRanges)
+        pingPath = launch.pool.pingPath.map { Array($0.utf8) }
+        statusPath = launch.pool.statusPath.map { Array($0.utf8) }
+        params.reserveCapacity(8192)
     }
 
     var poolTag: String { "[pool \(pool.name)]" }
@@ -123,51 +133,37 @@ public final class Worker {
         if drover_epoll_add(epoll, fd, events, Token.make(kind, fd)) != 0 { throw SystemError("epoll_ctl(ADD)") }
     }
 
-    func unwatch(_ fd: Int32) { drover_epoll_del(epoll, fd) }
 
     // MARK: the idle loop
 
     private func eventLoop() -> WorkerExit {
-        var tokens = [UInt64](repeating: 0, count: 64)
-        var events = [UInt32](repeating: 0, count: 64)
         while stopping == nil {
-            // While idle, watch the app connection for the app closing it.
-            if app.fd >= 0 && !appWatched {
-                appWatched = (try? watch(app.fd, .app, events: UInt32(DROVER_EPOLLIN) | UInt32(DROVER_EPOLLRDHUP))) != nil
-            }
-            let n = drover_epoll_wait(epoll, &tokens, &events, 64, -1)
+            let n = Int(drover_epoll_wait(epoll, eventTokens, eventFlags, 64, -1))
             if n < 0 {
                 if errno == EINTR { continue }
                 log.error("\(poolTag) worker \(getpid()): epoll_wait(): \(SystemError.message(errno))")
                 return .setupFailed
             }
-            // Accept before serving kept connections: a connection taken off
-            // the queue is one no other worker will be woken for.
-            let order = (0..<Int(n)).sorted { Token.split(tokens[$0]).0 == .listen && Token.split(tokens[$1]).0 != .listen }
-            for i in order {
-                let (kind, fd) = Token.split(tokens[i])
-                if kind != .signal && stopping != nil { break }
-                if kind == .listen || kind == .client { unwatchApp() }
-                switch kind {
-                case .signal:
-                    if let exit = handleSignals() { return exit }
-                case .listen:
-                    acceptOne(fd)
-                case .client:
-                    if let conn = kept.removeValue(forKey: fd) {
-                        unwatch(fd)
-                        serveAndPark(conn)
-                    }
-                case .app:
-                    // Data or EOF from the app between requests: it closed
-                    // the connection (or broke the protocol); start afresh.
-                    if app.fd == fd {
-                        unwatchApp()
-                        app.closeConnection()
-                    }
-                }
-                if let exit = appFailureExit { return exit }
+            // Signals and the app connection first: an app that closed its
+            // kept connection is noticed before a request is sent on it.
+            for i in 0..<n {
+                let (kind, fd) = Token.split(eventTokens[i])
+                if kind == .signal, let exit = handleSignals() { return exit }
+                // Data or EOF from the app between requests: it closed the
+                // connection (or broke the protocol); the next request reconnects.
+                if kind == .app && app.fd == fd { app.closeConnection() }
             }
+            // Then accept, before serving kept connections: a connection
+            // taken off the queue is one no other worker will be woken for.
+            for i in 0..<n where stopping == nil && appFailureExit == nil {
+                let (kind, fd) = Token.split(eventTokens[i])
+                if kind == .listen { acceptOne(fd) }
+            }
+            for i in 0..<n where stopping == nil && appFailureExit == nil {
+                let (kind, fd) = Token.split(eventTokens[i])
+                if kind == .client, let conn = kept[fd] { serveAndPark(conn) }
+            }
+            if let exit = appFailureExit { return exit }
         }
         return .normal
     }
@@ -186,26 +182,24 @@ public final class Worker {
     /// Serves a connection until it is idle, then keeps or closes it.
     private func serveAndPark(_ conn: ClientConnection) {
         guard serve(conn), stopping == nil else {
+            // close(2) also takes it out of the epoll set.
+            kept.removeValue(forKey: conn.fd)
             conn.close()
             return
         }
         conn.leftover = clientBuffer.unexamined
+        conn.idleSince = Clock.monotonicMicros()
+        if conn.registered { return }
         if kept.count >= maxKeptConnections, let oldest = kept.values.min(by: { $0.idleSince < $1.idleSince }) {
             kept.removeValue(forKey: oldest.fd)
-            unwatch(oldest.fd)
             oldest.close()
         }
-        conn.idleSince = Clock.monotonicMicros()
         if (try? watch(conn.fd, .client, events: UInt32(DROVER_EPOLLIN) | UInt32(DROVER_EPOLLRDHUP))) != nil {
+            conn.registered = true
             kept[conn.fd] = conn
         } else {
             conn.close()
         }
-    }
-
-    private func unwatchApp() {
-        if appWatched && app.fd >= 0 { unwatch(app.fd) }
-        appWatched = false
     }
 
     // MARK: signals and the app's life
@@ -240,10 +234,7 @@ public final class Worker {
         slot.setApp(pid: 0)
         let how = ExitStatus(status)
         let seconds = ExitStatus.seconds(ran)
-        if !inRequest {
-            unwatchApp()
-            app.closeConnection()
-        }
+        if !inRequest { app.closeConnection() }
         if stopping != nil { return }
         // Died young without serving anything: a crash loop in the making.
         // The master owns the back-off, so hand the decision to it.

@@ -44,7 +44,11 @@ public struct SlotWriter: @unchecked Sendable {
         slot.pointee.bytes_in = 0
         slot.pointee.bytes_out = 0
         slot.pointee.content_length = 0
-        for field in [Field.method, .uri, .query, .script, .user] { clear(field) }
+        clear(.method)
+        clear(.uri)
+        clear(.query)
+        clear(.script)
+        clear(.user)
         drover_seq_write_end(&slot.pointee.seq)
         let active = drover_atomic_add64(&pool.pointee.active, 1)
         drover_atomic_max64(&pool.pointee.max_active, active)
