@@ -19,6 +19,10 @@ enum Listeners {
             for address in pool.listen {
                 let fd = try Sockets.listen(address, backlog: Int32(clamping: pool.listenBacklog))
                 opened.append(Opened(fd: fd, address: address))
+                // Non-blocking: workers accept only after epoll says so, and
+                // two may be woken for one connection; the loser must get
+                // EAGAIN, not sleep in accept(2).
+                try FD.setNonBlocking(fd)
                 if case .unix(let path) = address {
                     try applyOwnership(path, pool: pool, runAs: runAs)
                 }

@@ -157,6 +157,10 @@ public final class Worker {
             // taken off the queue is one no other worker will be woken for.
             for i in 0..<n where stopping == nil && appFailureExit == nil {
                 let (kind, fd) = Token.split(eventTokens[i])
+                // One connection per wake-up: trying accept4 again before
+                // epoll_wait was measured to fail with EAGAIN half the time
+                // under load, and epoll_wait does not sleep when another
+                // connection is already queued (docs/performance.md).
                 if kind == .listen { acceptOne(fd) }
             }
             for i in 0..<n where stopping == nil && appFailureExit == nil {
@@ -168,6 +172,8 @@ public final class Worker {
         return .normal
     }
 
+    /// Accepts and serves one connection, if one is waiting (another worker
+    /// woken for the same connection may have taken it).
     private func acceptOne(_ listenFD: Int32) {
         guard let (fd, peer) = Sockets.accept(listenFD) else { return }
         slot.countAcceptedConnection()
