@@ -90,10 +90,9 @@ public final class Master {
                 return 78
             }
         }
-        let status = start()
+        let status = start(daemonize: daemonize)
         if reportFD >= 0 { Daemon.report(reportFD, status: UInt8(status)) }
         guard status == 0 else { return status }
-        if daemonize && log.path != nil { Daemon.detachStderr() }
         log.notice("ready to handle connections")
         loop.run()
         cleanUp()
@@ -102,7 +101,7 @@ public final class Master {
     }
 
     /// Opens everything and starts the workers; 0 or an exit status.
-    private func start() -> Int32 {
+    private func start(daemonize: Bool) -> Int32 {
         do {
             log = try ErrorLog(path: options.forceStderr ? nil : config.global.errorLog, level: config.global.logLevel)
         } catch {
@@ -125,6 +124,10 @@ public final class Master {
             return 78
         }
         log.notice("drover \(DroverVersion.string) is running, pid \(getpid()), events.mechanism = \(loop.backendName)")
+        // A daemon logging to a file lets go of the caller's terminal or pipe
+        // before forking workers, which would otherwise inherit it and keep
+        // e.g. `out=$(drover -D)` waiting until Drover stops.
+        if daemonize && log.path != nil { Daemon.detachStderr() }
         for pool in pools { pool.fill() }
         return 0
     }

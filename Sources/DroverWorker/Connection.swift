@@ -21,6 +21,9 @@ final class ClientConnection {
     /// In the worker's epoll set (kept-alive connections stay there while
     /// served, so parking one again costs no system call).
     var registered = false
+    /// Requests completed on this connection: only a connection that has
+    /// carried a request (with FCGI_KEEP_CONN) is parked when it goes quiet.
+    var requestsServed = 0
 
     init(fd: Int32, peer: PeerAddress) {
         self.fd = fd

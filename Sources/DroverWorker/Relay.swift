@@ -15,6 +15,10 @@ extension Worker {
     static let maxParamsSize = 64 * 1024
     /// How long an app may take to finish after the client left.
     static let abortGrace: Int64 = 5_000_000
+    /// How long a connection may take to send a whole record when no request
+    /// is in progress (a new connection, or a kept one mid-record). nginx
+    /// sends at once; a client that does not is dropped, not waited for.
+    static let firstRecordTimeout: Int64 = 30_000_000
 
     /// Relay state for one `serve` call.
     struct RelayState {
@@ -25,6 +29,9 @@ extension Worker {
         var appReadable = false
         var clientBlocked = false
         var appBlocked = false
+        /// While no request is in progress: when the client must have sent a
+        /// whole record (see firstRecordTimeout).
+        var recordDeadline: Int64 = .max
     }
 
     /// Serves `conn`; true when it is idle and may be kept, false when it
@@ -57,14 +64,21 @@ extension Worker {
             if let request = s.request, isFinished(request, conn) {
                 finish(request)
                 s.request = nil
+                conn.requestsServed += 1
                 if request.clientGone { return false }
                 if !request.keepConnection { conn.closeAfterOutput = true }
                 continue
             }
             if s.request == nil && !conn.hasOutput {
                 if conn.closeAfterOutput || conn.peerClosed || stopping != nil { return false }
-                if clientBuffer.isEmpty { return true }
-                if !s.clientReadable && clientBuffer.freeSpace == 0 { return false }
+                // A kept connection between requests waits in the worker's
+                // epoll set. A new one whose request has not arrived yet is
+                // waited for here: parking it would leave its request behind
+                // whatever this worker does next, while others sit idle.
+                if clientBuffer.isEmpty && conn.requestsServed > 0 { return true }
+                if s.recordDeadline == .max { s.recordDeadline = Clock.monotonicMicros() + Self.firstRecordTimeout }
+            } else {
+                s.recordDeadline = .max
             }
             if s.clientReadable && wantsClientInput(conn, s) { continue }
             if s.appReadable && wantsAppInput(s) { continue }
@@ -424,7 +438,8 @@ extension Worker {
         pollFDs[1] = pollfd(fd: appEvents != 0 && app.fd >= 0 ? app.fd : -1, events: appEvents, revents: 0)
         pollFDs[2] = pollfd(fd: signals, events: Int16(POLLIN), revents: 0)
         var timeout: Int32 = -1
-        if let deadline = s.request?.deadline, deadline != .max {
+        let deadline = min(s.request?.deadline ?? .max, s.recordDeadline)
+        if deadline != .max {
             timeout = Int32(clamping: max(0, (deadline - Clock.monotonicMicros()) / 1000 + 1))
         }
         if clientEvents == 0 && appEvents == 0 && timeout < 0 {
@@ -434,10 +449,7 @@ extension Worker {
         }
         let n = poll(pollFDs, 3, timeout)
         if n < 0 { return errno == EINTR }
-        if n == 0 {
-            deadlinePassed(conn, &s)
-            return true
-        }
+        if n == 0 { return deadlinePassed(conn, &s) }
         let ready = Int16(POLLIN | POLLHUP | POLLERR)
         let writable = Int16(POLLOUT | POLLERR | POLLHUP)
         if pollFDs[0].revents & ready != 0 { s.clientReadable = true }
@@ -448,8 +460,14 @@ extension Worker {
         return true
     }
 
-    private func deadlinePassed(_ conn: ClientConnection, _ s: inout RelayState) {
-        guard var r = s.request, Clock.monotonicMicros() >= r.deadline else { return }
+    /// Returns false when the connection must be closed.
+    private func deadlinePassed(_ conn: ClientConnection, _ s: inout RelayState) -> Bool {
+        let now = Clock.monotonicMicros()
+        if s.request == nil && now >= s.recordDeadline {
+            log.warning("\(poolTag) worker \(getpid()): closing a connection that sent no complete record in \(Self.firstRecordTimeout / 1_000_000) s")
+            return false
+        }
+        guard var r = s.request, now >= r.deadline else { return true }
         if r.clientGone {
             log.warning("\(poolTag) app \(r.appPID) of worker \(getpid()) did not finish within \(Self.abortGrace / 1_000_000) s after the client left; replacing it")
             app.stop(grace: 1_000_000)
@@ -458,6 +476,7 @@ extension Worker {
             r.deadline = .max
             s.request = r
         }
+        return true
     }
 
     // MARK: ending
