@@ -57,6 +57,7 @@ extension Worker {
             }
             examineAppRecords(conn, &s)
             flushToApp(conn, &s)
+            sendAbortIfClientLeft(&s)
             guard flushToClient(conn, &s) else {
                 abandon(&s)
                 return false
@@ -388,13 +389,18 @@ extension Worker {
         case .endOfFile, .failed:
             appBroke(conn, &s, "stopped reading its connection")
         }
-        if var r = s.request, r.clientGone, !r.abortSent, !clientBuffer.hasPendingOutput, app.fd >= 0 {
-            var abort: [UInt8] = []
-            RecordEncoder.appendEmpty(.abortRequest, requestID: r.id, to: &abort)
-            _ = abort.withUnsafeBytes { FD.send(app.fd, $0) }
-            r.abortSent = true
-            s.request = r
-        }
+    }
+
+    /// Tells the app that the client left (FCGI_ABORT_REQUEST), once the
+    /// records already accepted for it are written: records go whole.
+    private func sendAbortIfClientLeft(_ s: inout RelayState) {
+        guard var r = s.request, r.phase == .app, r.clientGone, !r.abortSent, !r.appEnded,
+              !clientBuffer.hasPendingOutput, app.fd >= 0 else { return }
+        var abort: [UInt8] = []
+        RecordEncoder.appendEmpty(.abortRequest, requestID: r.id, to: &abort)
+        _ = abort.withUnsafeBytes { FD.send(app.fd, $0) }
+        r.abortSent = true
+        s.request = r
     }
 
     /// Returns false when the client is gone and no request needs the app drained.
