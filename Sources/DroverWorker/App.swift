@@ -99,10 +99,19 @@ final class App {
     /// or nil if the app is unreachable.
     func connect() -> Bool? {
         if fd >= 0 { return false }
-        guard let c = try? Sockets.connectUnix(socketPath, nonBlocking: true) else { return nil }
+        // A blocking socket (every other call on it passes MSG_DONTWAIT), so
+        // the relay can wait for the app's answer in one recv(2) instead of
+        // poll(2) + read(2); SO_RCVTIMEO bounds that wait so signals and the
+        // client are looked at again.
+        guard let c = try? Sockets.connectUnix(socketPath, nonBlocking: false) else { return nil }
+        var timeout = timeval(tv_sec: 0, tv_usec: Int(Self.answerWait))
+        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         fd = c
         return true
     }
+
+    /// How long one blocking wait for the app's answer lasts (µs).
+    static let answerWait: Int64 = 500_000
 
     func requestStarted() {
         requests += 1

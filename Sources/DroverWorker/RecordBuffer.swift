@@ -42,11 +42,12 @@ struct RecordBuffer: ~Copyable {
     /// `drained` tells whether the read took less than it could, i.e. the fd
     /// has nothing more right now: the caller can skip the read that would
     /// only say EAGAIN.
-    mutating func read(from fd: Int32) -> (result: IOResult, drained: Bool) {
+    /// With `wait`, blocks until data arrives or the socket's SO_RCVTIMEO.
+    mutating func read(from fd: Int32, wait: Bool = false) -> (result: IOResult, drained: Bool) {
         if tail == Self.capacity { compact() }
         let space = Self.capacity - tail
         if space == 0 { return (.bytes(0), false) }
-        let r = FD.read(fd, into: UnsafeMutableRawBufferPointer(start: storage + tail, count: space))
+        let r = FD.receive(fd, into: UnsafeMutableRawBufferPointer(start: storage + tail, count: space), wait: wait)
         if case .bytes(let n) = r {
             tail += n
             return (r, n < space)

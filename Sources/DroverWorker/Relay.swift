@@ -83,6 +83,7 @@ extension Worker {
             }
             if s.clientReadable && wantsClientInput(conn, s) { continue }
             if s.appReadable && wantsAppInput(s) { continue }
+            if awaitingOnlyTheApp(conn, s) && waitForApp(conn, &s) { continue }
             guard wait(conn, &s) else {
                 abandon(&s)
                 return false
@@ -432,6 +433,32 @@ extension Worker {
     }
 
     // MARK: waiting
+
+    /// The request is with the app and nothing else is pending: the common
+    /// state of every request, where one blocking recv(2) on the app
+    /// replaces poll(2) + read(2).
+    private func awaitingOnlyTheApp(_ conn: ClientConnection, _ s: RelayState) -> Bool {
+        guard let r = s.request, r.phase == .app, r.stdinDone, !r.appEnded, !r.clientGone,
+              app.fd >= 0 else { return false }
+        return !clientBuffer.hasPendingOutput && !appBuffer.hasPendingOutput && !conn.hasOutput
+            && !s.clientBlocked && !s.appBlocked
+    }
+
+    /// Waits for the app's answer, at most App.answerWait; false when it did
+    /// not come (then `wait` looks at the client and signals too).
+    private func waitForApp(_ conn: ClientConnection, _ s: inout RelayState) -> Bool {
+        let (result, drained) = appBuffer.read(from: app.fd, wait: true)
+        switch result {
+        case .bytes:
+            s.appReadable = !drained
+            return true
+        case .wouldBlock:
+            return false
+        case .endOfFile, .failed:
+            appBroke(conn, &s, "closed the connection before END_REQUEST")
+            return true
+        }
+    }
 
     private func wait(_ conn: ClientConnection, _ s: inout RelayState) -> Bool {
         var clientEvents: Int16 = 0

@@ -44,11 +44,29 @@ public enum FD {
         }
     }
 
-    /// send(2) with MSG_NOSIGNAL for sockets, so a vanished peer is EPIPE, not SIGPIPE.
+    /// recv(2) on a socket: non-blocking whatever the socket's mode, or
+    /// (`wait`) blocking, bounded by the socket's SO_RCVTIMEO, whose expiry
+    /// reads as `.wouldBlock`.
+    @inline(__always)
+    public static func receive(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, wait: Bool = false) -> IOResult {
+        while true {
+            let n = Glibc.recv(fd, buffer.baseAddress, buffer.count, wait ? 0 : Int32(MSG_DONTWAIT))
+            if n > 0 { return .bytes(n) }
+            if n == 0 { return .endOfFile }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN: return .wouldBlock
+            default: return .failed(errno)
+            }
+        }
+    }
+
+    /// send(2) on a socket, never blocking (MSG_DONTWAIT) and with
+    /// MSG_NOSIGNAL, so a vanished peer is EPIPE, not SIGPIPE.
     @inline(__always)
     public static func send(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) -> IOResult {
         while true {
-            let n = Glibc.send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL))
+            let n = Glibc.send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
             if n >= 0 { return .bytes(n) }
             switch errno {
             case EINTR: continue
