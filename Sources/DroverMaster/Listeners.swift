@@ -19,10 +19,12 @@ enum Listeners {
             for address in pool.listen {
                 let fd = try Sockets.listen(address, backlog: Int32(clamping: pool.listenBacklog))
                 opened.append(Opened(fd: fd, address: address))
-                // Non-blocking: workers accept only after epoll says so, and
-                // two may be woken for one connection; the loser must get
-                // EAGAIN, not sleep in accept(2).
-                try FD.setNonBlocking(fd)
+                // Idle workers sleep in accept(2) itself (one system call per
+                // connection instead of epoll_wait + accept4). The receive
+                // timeout bounds that sleep, so a worker looks at its signals
+                // every 20 ms, and a worker that lost a race for a connection
+                // (several can be woken for one) waits at most that long.
+                Sockets.setReceiveTimeout(fd, microseconds: 20_000)
                 if case .unix(let path) = address {
                     try applyOwnership(path, pool: pool, runAs: runAs)
                 }

@@ -20,6 +20,10 @@ final class App {
     private(set) var startedAt: Int64 = 0
     /// Requests sent to this app instance.
     var requests = 0
+    /// False once this app was seen closing a kept connection (it ignores
+    /// FCGI_KEEP_CONN): then each request gets a fresh connection, closed
+    /// after END_REQUEST, so no request is written into a closing one.
+    var keepsConnections = true
     /// The connection to the app, or -1.
     private(set) var fd: Int32 = -1
     private let argv: [String]
@@ -93,6 +97,7 @@ final class App {
         pid = child
         startedAt = Clock.monotonicMicros()
         requests = 0
+        keepsConnections = true
     }
 
     /// Connects if not connected; returns whether a new connection was made,
@@ -104,8 +109,7 @@ final class App {
         // poll(2) + read(2); SO_RCVTIMEO bounds that wait so signals and the
         // client are looked at again.
         guard let c = try? Sockets.connectUnix(socketPath, nonBlocking: false) else { return nil }
-        var timeout = timeval(tv_sec: 0, tv_usec: Int(Self.answerWait))
-        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        Sockets.setReceiveTimeout(c, microseconds: Self.answerWait)
         fd = c
         return true
     }

@@ -380,6 +380,7 @@ extension Worker {
         case .failed(let e) where (e == EPIPE || e == ECONNRESET) && !r.sentToApp:
             // The app closed its kept connection between requests and
             // nothing of this request reached it: reconnect and send again.
+            app.keepsConnections = false
             app.closeConnection()
             if let problem = connectApp() {
                 appBroke(conn, &s, "is unreachable (\(problem))")
@@ -525,6 +526,7 @@ extension Worker {
     private func finish(_ r: ActiveRequest) {
         slot.endRequest(at: Clock.realtimeMicros(), bytesIn: r.bytesIn, bytesOut: r.bytesOut)
         inRequest = false
+        if !app.keepsConnections { app.closeConnection() }
         // The app died during the request (reaped, or stopped by the relay).
         if app.pid == 0 && stopping == nil && appFailureExit == nil { startApp() }
     }

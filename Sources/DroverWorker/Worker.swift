@@ -30,6 +30,9 @@ public final class Worker {
     var clientBuffer = RecordBuffer()
     var appBuffer = RecordBuffer()
     var stopping: Stop?
+    /// When handleSignals last ran in the accept(2) loop (µs, monotonic).
+    var signalsCheckedAt: Int64 = 0
+    static let signalCheckInterval: Int64 = 20_000
     /// A request is being relayed: the relay owns the app connection.
     var inRequest = false
     /// Scratch space reused by every request, so the hot path allocates nothing.
@@ -138,6 +141,23 @@ public final class Worker {
 
     private func eventLoop() -> WorkerExit {
         while stopping == nil {
+            // The common case: one listening socket and no kept connection.
+            // Sleeping in accept(2) itself saves an epoll_wait per request;
+            // the socket's 20 ms receive timeout brings the worker back to
+            // look at its signals (an app closing its idle connection is
+            // found by the next request's first write, see flushToApp).
+            if kept.isEmpty && launch.listenFDs.count == 1 {
+                let accepted = acceptOne(launch.listenFDs[0])
+                // Signals: after a timeout, and every 20 ms under load, when
+                // accept(2) never times out.
+                let now = Clock.monotonicMicros()
+                if !accepted || now - signalsCheckedAt >= Self.signalCheckInterval {
+                    signalsCheckedAt = now
+                    if let exit = handleSignals() { return exit }
+                }
+                if let exit = appFailureExit { return exit }
+                continue
+            }
             let n = Int(drover_epoll_wait(epoll, eventTokens, eventFlags, 64, -1))
             if n < 0 {
                 if errno == EINTR { continue }
@@ -151,7 +171,10 @@ public final class Worker {
                 if kind == .signal, let exit = handleSignals() { return exit }
                 // Data or EOF from the app between requests: it closed the
                 // connection (or broke the protocol); the next request reconnects.
-                if kind == .app && app.fd == fd { app.closeConnection() }
+                if kind == .app && app.fd == fd {
+                    app.keepsConnections = false
+                    app.closeConnection()
+                }
             }
             // Then accept, before serving kept connections: a connection
             // taken off the queue is one no other worker will be woken for.
@@ -172,17 +195,19 @@ public final class Worker {
         return .normal
     }
 
-    /// Accepts and serves one connection, if one is waiting (another worker
-    /// woken for the same connection may have taken it).
-    private func acceptOne(_ listenFD: Int32) {
-        guard let (fd, peer) = Sockets.accept(listenFD) else { return }
+    /// Accepts and serves one connection; false when none came (another
+    /// worker woken for the same connection took it, or the timeout).
+    @discardableResult
+    private func acceptOne(_ listenFD: Int32) -> Bool {
+        guard let (fd, peer) = Sockets.accept(listenFD) else { return false }
         slot.countAcceptedConnection()
         guard allowedClients.allows(peer) else {
             log.error("\(poolTag) Connection disallowed: IP address '\(peer)' has been dropped.")
             FD.close(fd)
-            return
+            return true
         }
         serveAndPark(ClientConnection(fd: fd, peer: peer))
+        return true
     }
 
     /// Serves a connection until it is idle, then keeps or closes it.

@@ -30,20 +30,6 @@ public enum FD {
         if new != flags, fcntl(fd, F_SETFD, new) < 0 { throw SystemError("fcntl(F_SETFD)") }
     }
 
-    @inline(__always)
-    public static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) -> IOResult {
-        while true {
-            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
-            if n > 0 { return .bytes(n) }
-            if n == 0 { return .endOfFile }
-            switch errno {
-            case EINTR: continue
-            case EAGAIN: return .wouldBlock
-            default: return .failed(errno)
-            }
-        }
-    }
-
     /// recv(2) on a socket: non-blocking whatever the socket's mode, or
     /// (`wait`) blocking, bounded by the socket's SO_RCVTIMEO, whose expiry
     /// reads as `.wouldBlock`.

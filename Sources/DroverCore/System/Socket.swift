@@ -94,8 +94,9 @@ public enum Sockets {
         return fd
     }
 
-    /// Accepts one connection without blocking: the fd (non-blocking,
-    /// close-on-exec) and the peer, or nil when none is waiting.
+    /// Accepts one connection: the fd (non-blocking, close-on-exec) and the
+    /// peer, or nil when none came (a non-blocking listener, or a blocking
+    /// one whose SO_RCVTIMEO expired).
     public static func accept(_ listenFD: Int32) -> (fd: Int32, peer: PeerAddress)? {
         var storage = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
@@ -134,6 +135,12 @@ public enum Sockets {
     }
 
     public static func unixPathIsLive(_ path: String) -> Bool { drover_unix_is_live(path) == 1 }
+
+    /// SO_RCVTIMEO: bounds blocking recv(2) and accept(2) on the socket.
+    public static func setReceiveTimeout(_ fd: Int32, microseconds: Int64) {
+        var timeout = timeval(tv_sec: Int(microseconds / 1_000_000), tv_usec: Int(microseconds % 1_000_000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
 
     public static func setOption(_ fd: Int32, level: Int32, name: Int32, value: Int32) {
         var v = value
