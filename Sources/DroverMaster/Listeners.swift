@@ -19,12 +19,13 @@ enum Listeners {
             for address in pool.listen {
                 let fd = try Sockets.listen(address, backlog: Int32(clamping: pool.listenBacklog))
                 opened.append(Opened(fd: fd, address: address))
-                // Idle workers sleep in accept(2) itself (one system call per
-                // connection instead of epoll_wait + accept4). The receive
-                // timeout bounds that sleep, so a worker looks at its signals
-                // every 20 ms, and a worker that lost a race for a connection
-                // (several can be woken for one) waits at most that long.
-                Sockets.setReceiveTimeout(fd, microseconds: 20_000)
+                // Non-blocking: workers accept only after epoll says so, and
+                // two may be woken for one connection; the loser must get
+                // EAGAIN, not sleep in accept(2). (Sleeping in accept(2) with
+                // a receive timeout saved a syscall per request but no
+                // measurable CPU, and woke idle workers 50 times a second:
+                // docs/performance.md.)
+                try FD.setNonBlocking(fd)
                 if case .unix(let path) = address {
                     try applyOwnership(path, pool: pool, runAs: runAs)
                 }

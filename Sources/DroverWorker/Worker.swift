@@ -30,9 +30,6 @@ public final class Worker {
     var clientBuffer = RecordBuffer()
     var appBuffer = RecordBuffer()
     var stopping: Stop?
-    /// When handleSignals last ran in the accept(2) loop (µs, monotonic).
-    var signalsCheckedAt: Int64 = 0
-    static let signalCheckInterval: Int64 = 20_000
     /// A request is being relayed: the relay owns the app connection.
     var inRequest = false
     /// Scratch space reused by every request, so the hot path allocates nothing.
@@ -141,23 +138,6 @@ public final class Worker {
 
     private func eventLoop() -> WorkerExit {
         while stopping == nil {
-            // The common case: one listening socket and no kept connection.
-            // Sleeping in accept(2) itself saves an epoll_wait per request;
-            // the socket's 20 ms receive timeout brings the worker back to
-            // look at its signals (an app closing its idle connection is
-            // found by the next request's first write, see flushToApp).
-            if kept.isEmpty && launch.listenFDs.count == 1 {
-                let accepted = acceptOne(launch.listenFDs[0])
-                // Signals: after a timeout, and every 20 ms under load, when
-                // accept(2) never times out.
-                let now = Clock.monotonicMicros()
-                if !accepted || now - signalsCheckedAt >= Self.signalCheckInterval {
-                    signalsCheckedAt = now
-                    if let exit = handleSignals() { return exit }
-                }
-                if let exit = appFailureExit { return exit }
-                continue
-            }
             let n = Int(drover_epoll_wait(epoll, eventTokens, eventFlags, 64, -1))
             if n < 0 {
                 if errno == EINTR { continue }
@@ -195,19 +175,17 @@ public final class Worker {
         return .normal
     }
 
-    /// Accepts and serves one connection; false when none came (another
-    /// worker woken for the same connection took it, or the timeout).
-    @discardableResult
-    private func acceptOne(_ listenFD: Int32) -> Bool {
-        guard let (fd, peer) = Sockets.accept(listenFD) else { return false }
+    /// Accepts and serves one connection, if one is waiting (another worker
+    /// woken for the same connection may have taken it).
+    private func acceptOne(_ listenFD: Int32) {
+        guard let (fd, peer) = Sockets.accept(listenFD) else { return }
         slot.countAcceptedConnection()
         guard allowedClients.allows(peer) else {
             log.error("\(poolTag) Connection disallowed: IP address '\(peer)' has been dropped.")
             FD.close(fd)
-            return true
+            return
         }
         serveAndPark(ClientConnection(fd: fd, peer: peer))
-        return true
     }
 
     /// Serves a connection until it is idle, then keeps or closes it.

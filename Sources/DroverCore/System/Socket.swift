@@ -94,9 +94,8 @@ public enum Sockets {
         return fd
     }
 
-    /// Accepts one connection: the fd (non-blocking, close-on-exec) and the
-    /// peer, or nil when none came (a non-blocking listener, or a blocking
-    /// one whose SO_RCVTIMEO expired).
+    /// Accepts one connection without blocking: the fd (non-blocking,
+    /// close-on-exec) and the peer, or nil when none is waiting.
     public static func accept(_ listenFD: Int32) -> (fd: Int32, peer: PeerAddress)? {
         var storage = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
