@@ -114,7 +114,10 @@ final class Pool {
             master.scoreboard.add(.crashes, pool: index)
             master.log.warning(line)
         }
-        if appFailed || (!clean && age < Self.youngAge) {
+        // One failure per back-off window: when the app breaks, every worker
+        // of the pool dies at about the same time, and that is one event,
+        // not max_children of them.
+        if (appFailed || (!clean && age < Self.youngAge)) && now >= notBefore {
             let delay = backoff.fail(at: now)
             notBefore = now + delay
             master.scoreboard.setBackoff(pool: index, milliseconds: UInt32(clamping: delay / 1000))

@@ -72,6 +72,9 @@ struct ActiveRequest {
     /// Bytes of this request written to the app (a failed first write may be
     /// retried on a fresh connection; a later one may not).
     var sentToApp = false
+    /// Bytes of the app's answer written to the client: before that, a
+    /// failed app can still be answered with a clean 502.
+    var sentToClient = false
     /// END_REQUEST came from the app (queued for the client).
     var appEnded = false
     /// The client left; the app's output is dropped until its END_REQUEST.

@@ -32,6 +32,10 @@ extension Worker {
         /// While no request is in progress: when the client must have sent a
         /// whole record (see firstRecordTimeout).
         var recordDeadline: Int64 = .max
+        /// Loop turns, to look at signals and deadlines now and then even
+        /// when data never stops flowing (poll, which watches them, is
+        /// then never reached).
+        var turns: UInt32 = 0
     }
 
     /// Serves `conn`; true when it is idle and may be kept, false when it
@@ -42,6 +46,15 @@ extension Worker {
         appBuffer.reset()
         var s = RelayState()
         while true {
+            s.turns &+= 1
+            if s.turns & 255 == 0 {
+                _ = handleSignals()
+                if Clock.monotonicMicros() >= min(s.request?.deadline ?? .max, s.recordDeadline),
+                   !deadlinePassed(conn, &s) {
+                    abandon(&s)
+                    return false
+                }
+            }
             if stopping == .fast {
                 abandon(&s)
                 return false
@@ -56,6 +69,7 @@ extension Worker {
                 return false
             }
             examineAppRecords(conn, &s)
+            dropRequestTheAppDidNotRead(&s)
             flushToApp(conn, &s)
             sendAbortIfClientLeft(&s)
             guard flushToClient(conn, &s) else {
@@ -77,6 +91,10 @@ extension Worker {
                 // waited for here: parking it would leave its request behind
                 // whatever this worker does next, while others sit idle.
                 if clientBuffer.isEmpty && conn.requestsServed > 0 { return true }
+            }
+            // Waiting for the client's records (a new request, or its
+            // PARAMS): bounded, so a silent client cannot hold the worker.
+            if s.request.map({ $0.phase == .params }) ?? !conn.hasOutput {
                 if s.recordDeadline == .max { s.recordDeadline = Clock.monotonicMicros() + Self.firstRecordTimeout }
             } else {
                 s.recordDeadline = .max
@@ -146,6 +164,14 @@ extension Worker {
 
     private func examineClientRecords(_ conn: ClientConnection, _ s: inout RelayState) throws {
         while let h = try clientBuffer.nextRecord() {
+            s.recordDeadline = .max   // progress: the timeout counts from here
+            // While BEGIN and PARAMS are held back nothing can be flushed, so
+            // a record of anything else would wait forever: nginx never
+            // sends one, and it is treated as a protocol error.
+            if s.holding, let r = s.request,
+               h.requestID != r.id || (h.type != .params && h.type != .abortRequest) {
+                throw FastCGIError.invalidBody(h.type)
+            }
             if h.requestID == FastCGIConstants.nullRequestID {
                 if clientBuffer.hasPendingOutput { return }
                 answerManagement(h, conn)
@@ -287,6 +313,18 @@ extension Worker {
         RecordEncoder.appendGetValuesResult(values: values, to: &conn.output)
     }
 
+    /// The app answered (END_REQUEST) before taking the whole request, e.g.
+    /// it ignored the body: what is still queued for it is dropped, and the
+    /// app connection is closed because a record may be half written. The
+    /// client's remaining STDIN is read and dropped as stray records.
+    private func dropRequestTheAppDidNotRead(_ s: inout RelayState) {
+        guard let r = s.request, r.phase == .app, r.appEnded, !s.holding, clientBuffer.hasPendingOutput else { return }
+        clientBuffer.discardPending()
+        app.closeConnection()
+        s.appBlocked = false
+        s.appReadable = false
+    }
+
     // MARK: the app's records
 
     private func examineAppRecords(_ conn: ClientConnection, _ s: inout RelayState) {
@@ -345,7 +383,7 @@ extension Worker {
     private func appBroke(_ conn: ClientConnection, _ s: inout RelayState, _ what: String) {
         guard var r = s.request, r.phase == .app, !r.appEnded else { return }
         let pid = r.appPID
-        log.warning("\(poolTag) app \(pid) of worker \(getpid()) \(what); \(r.bytesOut == 0 ? "answering 502" : "closing the client connection")")
+        log.warning("\(poolTag) app \(pid) of worker \(getpid()) \(what); \(r.sentToClient ? "closing the client connection" : "answering 502")")
         app.stop(grace: 1_000_000)
         slot.setApp(pid: 0)
         s.appReadable = false
@@ -353,7 +391,7 @@ extension Worker {
         clientBuffer.discardPending()
         if r.clientGone {
             r.appEnded = true
-        } else if r.bytesOut == 0 {
+        } else if !r.sentToClient {
             appBuffer.reset()
             answerLocally(&r, conn, LocalResponse.error(502, "Bad Gateway"), status: 502)
             // The rest of the client's STDIN is read and dropped.
@@ -370,10 +408,16 @@ extension Worker {
     private func flushToApp(_ conn: ClientConnection, _ s: inout RelayState) {
         guard !s.holding, !s.appBlocked, clientBuffer.hasPendingOutput, var r = s.request, r.phase == .app,
               !r.appEnded else { return }
-        switch clientBuffer.flush(to: app.fd) {
-        case .bytes(let n):
-            if n > 0 { r.sentToApp = true }
+        let pendingBefore = clientBuffer.pendingCount
+        let result = clientBuffer.flush(to: app.fd)
+        // Any byte written (even by a flush that then failed) means the app
+        // has part of this request: it can no longer be resent elsewhere.
+        if clientBuffer.pendingCount < pendingBefore {
+            r.sentToApp = true
             s.request = r
+        }
+        switch result {
+        case .bytes:
             if clientBuffer.hasPendingOutput { s.appBlocked = true }
         case .wouldBlock:
             s.appBlocked = true
@@ -413,7 +457,13 @@ extension Worker {
         }
         if s.clientBlocked { return true }
         if appBuffer.hasPendingOutput {
-            switch appBuffer.flush(to: conn.fd) {
+            let pendingBefore = appBuffer.pendingCount
+            let result = appBuffer.flush(to: conn.fd)
+            if appBuffer.pendingCount < pendingBefore, var r = s.request, !r.sentToClient {
+                r.sentToClient = true
+                s.request = r
+            }
+            switch result {
             case .bytes:
                 if appBuffer.hasPendingOutput { s.clientBlocked = true }
             case .wouldBlock:
@@ -497,7 +547,7 @@ extension Worker {
     /// Returns false when the connection must be closed.
     private func deadlinePassed(_ conn: ClientConnection, _ s: inout RelayState) -> Bool {
         let now = Clock.monotonicMicros()
-        if s.request == nil && now >= s.recordDeadline {
+        if now >= s.recordDeadline && (s.request.map { $0.phase == .params } ?? true) {
             log.warning("\(poolTag) worker \(getpid()): closing a connection that sent no complete record in \(Self.firstRecordTimeout / 1_000_000) s")
             return false
         }

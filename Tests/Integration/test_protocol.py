@@ -8,6 +8,7 @@ import stat
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -201,3 +202,50 @@ def test_pool_user_and_listen_owner_group_mode(drover_factory, workdir):
         with open(f"/proc/{pid}/status") as f:
             ids = {l.split(":")[0]: l.split()[1:] for l in f if l.startswith(("Uid", "Gid"))}
         assert ids["Uid"][0] == str(nobody.pw_uid) and ids["Gid"][0] == str(nobody.pw_gid)
+
+
+def test_app_that_answers_before_reading_the_body(recorder):
+    """The app ends the request while body records are still queued for it:
+    they are dropped, the rest of the client's body is read and dropped, and
+    the kept connection and the pool go on working."""
+    _, sock, _ = recorder()
+    body = b"x" * (4 << 20)
+    with connect_address(sock) as s:
+        s.settimeout(TIMEOUT)
+        params = {**default_params("/x", method="POST", body_len=len(body)), "EARLY": "1"}
+        first = threading.Thread(target=lambda: s.sendall(
+            request_head(1, params, keep_conn=True)[:-8] + fcgi_record(FCGI_STDIN, 1, body) + fcgi_record(FCGI_STDIN, 1)))
+        first.start()
+        got = []
+        while True:
+            rtype, rid, content = read_record(s)
+            if rtype == FCGI_STDOUT:
+                got.append(content)
+            if rtype == FCGI_END_REQUEST:
+                break
+        first.join(timeout=TIMEOUT)
+        assert b"request 1" in b"".join(got)
+        started = time.monotonic()
+        s.sendall(request_head(2, default_params("/x"), keep_conn=True))
+        while True:
+            rtype, rid, content = read_record(s)
+            if rtype == FCGI_END_REQUEST and rid == 2:
+                break
+        assert time.monotonic() - started < 5
+    assert fcgi_request(sock, "/x").text == "request 1\n"
+
+
+def test_record_interleaved_with_held_params_closes_the_connection(recorder):
+    """Nothing can be flushed while BEGIN and PARAMS are held back, so a
+    management record in between would wait forever: the connection is
+    closed instead, and the worker serves the next one."""
+    _, sock, _ = recorder()
+    with connect_address(sock) as s:
+        s.settimeout(TIMEOUT)
+        s.sendall(fcgi_record(FCGI_BEGIN_REQUEST, 1, struct.pack(">HB5x", FCGI_RESPONDER, 0))
+                  + fcgi_record(FCGI_GET_VALUES, 0, fcgi_name_value("FCGI_MPXS_CONNS", "")))
+        try:
+            assert s.recv(100) == b""
+        except ConnectionResetError:
+            pass
+    assert fcgi_request(sock, "/x").text == "request 1\n"

@@ -2,9 +2,11 @@
 """A raw FastCGI app for protocol tests: appends what it sees to $RECORD_LOG
 ("connect", record type names, "abort"), answers each request with the
 request id and, when the request has the param SLEEP=N, waits up to N seconds
-for an FCGI_ABORT_REQUEST first. With CLOSE_EACH=1 it closes the connection
+for an FCGI_ABORT_REQUEST first. With the param EARLY=1 it answers as soon as
+the params are complete, without reading the body (as apps that reject a
+request early do). With CLOSE_EACH=1 it closes the connection
 after every request, like apps that ignore FCGI_KEEP_CONN."""
-import os, select, socket, struct, time
+import os, select, socket, struct, threading, time
 
 LOG = os.environ.get("RECORD_LOG", "/dev/null")
 CLOSE_EACH = os.environ.get("CLOSE_EACH") == "1"
@@ -53,21 +55,23 @@ def end_request(conn, rid, app_status):
 
 
 def serve(conn):
-    buf, params, rid, stdin_done = b"", b"", None, False
+    buf, params, rid, stdin_done, params_done = b"", b"", None, False, False
     while True:
         records, buf = take_records(buf)
         for t, r, content in records:
             note(NAMES.get(t, f"type{t}"))
             if t == 1:
-                rid, params, stdin_done = r, b"", False
+                rid, params, stdin_done, params_done = r, b"", False, False
             elif t == 4:
                 params += content
+                params_done = not content
             elif t == 5 and not content:
                 stdin_done = True
             elif t == 2 and rid is not None:
                 end_request(conn, rid, 1)
                 rid = None
-        if rid is not None and stdin_done:
+        early = params_done and params_of(params).get("EARLY") == "1"
+        if rid is not None and (stdin_done or early):
             deadline = time.time() + float(params_of(params).get("SLEEP", "0"))
             aborted = False
             while not aborted and time.time() < deadline:
@@ -97,11 +101,15 @@ def serve(conn):
         buf += data
 
 
-listener = socket.socket(fileno=0)
-while True:
-    c, _ = listener.accept()
-    note("connect")
+def handle(c):
     try:
         serve(c)
     finally:
         c.close()
+
+
+listener = socket.socket(fileno=0)
+while True:
+    c, _ = listener.accept()
+    note("connect")
+    threading.Thread(target=handle, args=(c,), daemon=True).start()
