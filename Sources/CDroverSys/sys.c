@@ -32,15 +32,6 @@ int drover_close_range(unsigned int first, unsigned int last) {
     return 0;
 }
 
-int drover_pidfd_open(pid_t pid) {
-#ifdef SYS_pidfd_open
-    return (int)syscall(SYS_pidfd_open, pid, 0);
-#else
-    errno = ENOSYS;
-    return -1;
-#endif
-}
-
 int drover_set_pdeathsig(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
 
 int drover_set_dumpable(int on) { return prctl(PR_SET_DUMPABLE, on ? 1 : 0, 0, 0, 0); }
@@ -245,16 +236,6 @@ int drover_unix_is_live(const char *path) {
     if (fd < 0) return 0;
     close(fd);
     return 1;
-}
-
-int drover_peer_cred(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
-    struct ucred cred;
-    socklen_t len = sizeof cred;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return -1;
-    *pid = cred.pid;
-    *uid = cred.uid;
-    *gid = cred.gid;
-    return 0;
 }
 
 /* ---- scoreboard ---- */

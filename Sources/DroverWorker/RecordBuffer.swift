@@ -28,7 +28,6 @@ struct RecordBuffer: ~Copyable {
     deinit { storage.deallocate() }
 
     var hasPendingOutput: Bool { head < ready }
-    var hasUnexamined: Bool { ready < tail }
     var isEmpty: Bool { head == tail }
     var freeSpace: Int { Self.capacity - tail + head }
 

@@ -1,8 +1,8 @@
 /* CDroverSys: the few things Swift cannot say through Glibc.
  *
  *  - GNU/Linux calls that Swift's Glibc module hides (it is built without
- *    _GNU_SOURCE): accept4, pipe2, memfd_create, close_range, pidfd_open,
- *    epoll, prctl.
+ *    _GNU_SOURCE): accept4, pipe2, memfd_create, close_range, epoll,
+ *    signalfd, prctl.
  *  - fork+exec of an app with fd layout, signal reset and privilege drop done
  *    in the child before exec (posix_spawn cannot change uid/gid, and code
  *    after fork must be async-signal-safe, which Swift cannot promise).
@@ -24,7 +24,6 @@ int drover_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 int drover_pipe2(int fds[2], int flags);
 int drover_memfd_create(const char *name, unsigned int flags);
 int drover_close_range(unsigned int first, unsigned int last);
-int drover_pidfd_open(pid_t pid);
 int drover_set_pdeathsig(int sig);
 int drover_set_dumpable(int on);
 
@@ -100,7 +99,6 @@ int drover_unix_listen(const char *path, int backlog);   /* bind+listen; -1/errn
 int drover_unix_connect(const char *path, int nonblock);  /* -1/errno */
 /* Returns 1 when something accepts connections at path, 0 if not. */
 int drover_unix_is_live(const char *path);
-int drover_peer_cred(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 
 /* ---- scoreboard ------------------------------------------------------------
  * One memfd mapping: header, then `pool_capacity` pool records, then

@@ -23,13 +23,6 @@ public enum FD {
         if new != flags, fcntl(fd, F_SETFL, new) < 0 { throw SystemError("fcntl(F_SETFL)") }
     }
 
-    public static func setCloseOnExec(_ fd: Int32, _ on: Bool = true) throws {
-        let flags = fcntl(fd, F_GETFD)
-        if flags < 0 { throw SystemError("fcntl(F_GETFD)") }
-        let new = on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC
-        if new != flags, fcntl(fd, F_SETFD, new) < 0 { throw SystemError("fcntl(F_SETFD)") }
-    }
-
     /// recv(2) on a socket: non-blocking whatever the socket's mode, or
     /// (`wait`) blocking, bounded by the socket's SO_RCVTIMEO, whose expiry
     /// reads as `.wouldBlock`.
@@ -89,21 +82,5 @@ public enum FD {
         let flags = Int32(DROVER_O_CLOEXEC) | (nonBlocking ? O_NONBLOCK : 0)
         if drover_pipe2(&fds, flags) != 0 { throw SystemError("pipe2()") }
         return (fds[0], fds[1])
-    }
-
-    /// Reads a whole small file (e.g. under /proc); nil if it cannot be opened.
-    public static func readFile(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { return nil }
-        defer { close(fd) }
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while out.count < limit {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            out.append(contentsOf: chunk[0..<n])
-        }
-        return out
     }
 }

@@ -29,7 +29,7 @@ public enum PeerAddress: Equatable, Sendable, CustomStringConvertible {
 /// All sockaddr handling lives here.
 public enum Sockets {
     /// Opens a listening socket for a `listen` address. Unix paths must be
-    /// free (see `unixPathIsLive`); a stale socket file is replaced.
+    /// free (nothing accepts on them); a stale socket file is replaced.
     public static func listen(_ address: ListenAddress, backlog: Int32) throws -> Int32 {
         switch address {
         case .unix(let path):
@@ -70,21 +70,13 @@ public enum Sockets {
             sa.sin6_family = sa_family_t(AF_INET6)
             sa.sin6_port = port.bigEndian
             if case .ipv6(let bytes)? = peer { withUnsafeMutableBytes(of: &sa.sin6_addr) { $0.copyBytes(from: bytes) } }
-            bound = withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
-                }
-            }
+            bound = bindAddress(fd, &sa)
         } else {
             var sa = sockaddr_in()
             sa.sin_family = sa_family_t(AF_INET)
             sa.sin_port = port.bigEndian
             if case .ipv4(let bytes)? = peer { withUnsafeMutableBytes(of: &sa.sin_addr) { $0.copyBytes(from: bytes) } }
-            bound = withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
+            bound = bindAddress(fd, &sa)
         }
         if bound != 0 || Glibc.listen(fd, backlog) != 0 {
             let e = errno
@@ -92,6 +84,15 @@ public enum Sockets {
             throw SystemError(bound != 0 ? "bind(\(ListenAddress.tcp(host: host, port: port)))" : "listen()", errno: e)
         }
         return fd
+    }
+
+    /// bind(2) with a sockaddr_in or sockaddr_in6.
+    private static func bindAddress<Address>(_ fd: Int32, _ address: inout Address) -> Int32 {
+        withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<Address>.size))
+            }
+        }
     }
 
     /// Accepts one connection without blocking: the fd (non-blocking,
@@ -133,18 +134,12 @@ public enum Sockets {
         return fd
     }
 
-    public static func unixPathIsLive(_ path: String) -> Bool { drover_unix_is_live(path) == 1 }
-
     /// SO_RCVTIMEO: bounds blocking recv(2) and accept(2) on the socket.
     public static func setReceiveTimeout(_ fd: Int32, microseconds: Int64) {
         var timeout = timeval(tv_sec: Int(microseconds / 1_000_000), tv_usec: Int(microseconds % 1_000_000))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    public static func setOption(_ fd: Int32, level: Int32, name: Int32, value: Int32) {
-        var v = value
-        setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size))
-    }
 }
 
 /// `listen.allowed_clients`: addresses and CIDR ranges, IPv4 and IPv6
