@@ -44,8 +44,9 @@ let package = Package(
         .testTarget(name: "FastCGITests", dependencies: ["FastCGI"]),
         .testTarget(name: "DroverConfigTests", dependencies: ["DroverConfig"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "DroverCoreTests", dependencies: ["DroverCore"]),
+        .target(name: "DroverTestSupport", path: "Tests/DroverTestSupport"),
+        .testTarget(name: "DroverCoreTests", dependencies: ["DroverCore", "DroverTestSupport"]),
         .testTarget(name: "DroverMasterTests", dependencies: ["DroverMaster"]),
-        .testTarget(name: "DroverWorkerTests", dependencies: ["DroverWorker", "DroverConfig"]),
+        .testTarget(name: "DroverWorkerTests", dependencies: ["DroverWorker", "DroverConfig", "DroverTestSupport"]),
     ]
 )

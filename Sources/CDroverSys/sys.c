@@ -263,3 +263,125 @@ void drover_copy_field(char *dst, size_t cap, const void *src, size_t len) {
     memcpy(dst, src, len);
     dst[len] = '\0';
 }
+
+/* ---- listen queue ---- */
+/* Kept with the code that needs them: the kernel UAPI headers are only used
+ * here. (<netinet/tcp.h> supplies struct tcp_info and the TCP_LISTEN state;
+ * <linux/tcp.h> would clash with it.) */
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/stat.h>
+
+/* AF_UNIX: the kernel shows a listener's accept queue only through sock_diag
+ * (SIOCINQ fails on a listener and TCP_INFO is TCP's). We ask for the one
+ * socket by inode -- st_ino of the fd is the socket's inode -- so the kernel
+ * answers with a single message instead of dumping every socket on the host.
+ * For a listener, UNIX_DIAG_RQLEN carries the queue length in rqueue and
+ * sk_max_ack_backlog in wqueue; for other states it means something else,
+ * so the state is checked (an exact lookup ignores udiag_states).
+ *
+ * unix_diag_rqlen sends the request on nl and reads the answer; it returns
+ * 0 or an errno. */
+static int unix_diag_rqlen(int nl, uint32_t ino, uint32_t *queued, uint32_t *capacity) {
+    struct {
+        struct nlmsghdr nlh;
+        struct unix_diag_req req;
+    } msg;
+    memset(&msg, 0, sizeof msg);
+    msg.nlh.nlmsg_len = sizeof msg;
+    msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    msg.nlh.nlmsg_flags = NLM_F_REQUEST; /* no NLM_F_DUMP: exact lookup */
+    msg.req.sdiag_family = AF_UNIX;
+    msg.req.udiag_states = 1u << TCP_LISTEN;
+    msg.req.udiag_ino = ino;
+    msg.req.udiag_show = UDIAG_SHOW_RQLEN;
+    msg.req.udiag_cookie[0] = ~0U; /* INVALID_COOKIE: skip the cookie check */
+    msg.req.udiag_cookie[1] = ~0U;
+
+    struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+    ssize_t n;
+    do n = sendto(nl, &msg, sizeof msg, 0, (struct sockaddr *)&kernel, sizeof kernel);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return errno;
+
+    long buf[1024]; /* 8 KiB, aligned for nlmsghdr; the reply is ~40 bytes */
+    do n = recv(nl, buf, sizeof buf, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return errno;
+
+    for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+        if (h->nlmsg_type == NLMSG_DONE) break;
+        if (h->nlmsg_type == NLMSG_ERROR) {
+            const struct nlmsgerr *e = NLMSG_DATA(h);
+            if (h->nlmsg_len >= NLMSG_LENGTH(sizeof *e) && e->error != 0) return -e->error;
+            break;
+        }
+        if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
+        const struct unix_diag_msg *m = NLMSG_DATA(h);
+        if (h->nlmsg_len < NLMSG_LENGTH(sizeof *m) || m->udiag_ino != ino) continue;
+        if (m->udiag_state != TCP_LISTEN) return EINVAL;
+        /* Attributes follow the (aligned) unix_diag_msg. */
+        const char *a = (const char *)m + NLMSG_ALIGN(sizeof *m);
+        long left = (long)h->nlmsg_len - (long)NLMSG_SPACE(sizeof *m);
+        while (left >= NLA_HDRLEN) {
+            const struct nlattr *attr = (const struct nlattr *)a;
+            if (attr->nla_len < NLA_HDRLEN || attr->nla_len > left) break;
+            if ((attr->nla_type & NLA_TYPE_MASK) == UNIX_DIAG_RQLEN &&
+                attr->nla_len >= NLA_HDRLEN + sizeof(struct unix_diag_rqlen)) {
+                struct unix_diag_rqlen rq;
+                memcpy(&rq, a + NLA_HDRLEN, sizeof rq);
+                *queued = rq.udiag_rqueue;
+                *capacity = rq.udiag_wqueue;
+                return 0;
+            }
+            left -= NLA_ALIGN(attr->nla_len);
+            a += NLA_ALIGN(attr->nla_len);
+        }
+        break; /* our socket but no RQLEN attribute */
+    }
+    return ENOENT; /* the kernel said nothing usable about our socket */
+}
+
+static int unix_listen_queue(int fd, uint32_t *queued, uint32_t *capacity) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return -1;
+    /* A fresh socket per call: nothing shared between threads, and no stale
+     * replies from an earlier call to skip. */
+    int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (nl < 0) return -1;
+    /* Socket inodes come from a 32-bit counter, so st_ino fits udiag_ino. */
+    int err = unix_diag_rqlen(nl, (uint32_t)st.st_ino, queued, capacity);
+    close(nl);
+    if (err != 0) { errno = err; return -1; }
+    return 0;
+}
+
+/* AF_INET/AF_INET6: for a listener, TCP_INFO reuses two fields --
+ * tcpi_unacked is sk_ack_backlog (the accept queue) and tcpi_sacked is
+ * sk_max_ack_backlog (the backlog). On other states they count segments,
+ * hence the state check. */
+static int tcp_listen_queue(int fd, uint32_t *queued, uint32_t *capacity) {
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    memset(&ti, 0, sizeof ti);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) return -1;
+    if (ti.tcpi_state != TCP_LISTEN) { errno = EINVAL; return -1; }
+    *queued = ti.tcpi_unacked;
+    *capacity = ti.tcpi_sacked;
+    return 0;
+}
+
+int drover_listen_queue(int fd, uint32_t *queued, uint32_t *capacity) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return -1; /* ENOTSOCK for a pipe */
+    switch (ss.ss_family) {
+    case AF_UNIX: return unix_listen_queue(fd, queued, capacity);
+    case AF_INET:
+    case AF_INET6: return tcp_listen_queue(fd, queued, capacity);
+    default: errno = EAFNOSUPPORT; return -1;
+    }
+}

@@ -108,11 +108,11 @@ enum DirectiveTable {
                "Longest error log line in characters (at least 512); longer lines are wrapped.") { g, i throws(ValueError) in
             g.config.logLimit = try i.int(in: 512...Int(Int32.max), "must be at least 512")
         },
-        global("emergency_restart_threshold", "0", implemented: false,
-               "Restart the master when this many workers die of SIGSEGV or SIGBUS within emergency_restart_interval (0: off).") { g, i throws(ValueError) in
+        global("emergency_restart_threshold", "0", implemented: true,
+               "When this many workers or apps die of SIGSEGV or SIGBUS within emergency_restart_interval, every worker is restarted gracefully (0: off).") { g, i throws(ValueError) in
             g.config.emergencyRestartThreshold = try i.nonNegativeInt()
         },
-        global("emergency_restart_interval", "0", implemented: false,
+        global("emergency_restart_interval", "0", implemented: true,
                "Window for emergency_restart_threshold (time: s, m, h, d).") { g, i throws(ValueError) in
             g.config.emergencyRestartInterval = try i.time()
         },
@@ -120,7 +120,7 @@ enum DirectiveTable {
                "How long workers get to react to a signal from the master before they are killed (time; 0: no limit).") { g, i throws(ValueError) in
             g.config.processControlTimeout = try i.time()
         },
-        global("process.max", "0", implemented: false,
+        global("process.max", "0", implemented: true,
                "Most worker processes across all pools (0: no limit).") { g, i throws(ValueError) in
             g.config.processMax = try i.int(in: 0...Int(Int32.max), "can't be negative")
         },
@@ -261,14 +261,14 @@ enum DirectiveTable {
             p.config.processDumpable = try i.bool()
         },
         pool("pm", "static", implemented: true,
-             "Process manager: static, dynamic or ondemand. Drover implements static; dynamic and ondemand are "
-                + "validated like php-fpm but run as static with pm.max_children workers (warning). php-fpm requires pm; Drover defaults to static.") { p, i throws(ValueError) in
+             "Process manager: static (pm.max_children workers), dynamic (idle workers kept between pm.min_spare_servers and "
+                + "pm.max_spare_servers; scale-up within milliseconds, scale-down one worker per second) or ondemand (workers start "
+                + "for waiting connections and stop after pm.process_idle_timeout). php-fpm requires pm; Drover defaults to static.") { p, i throws(ValueError) in
             let v = try i.string()
             switch v.lowercased() {
             case "static": p.config.pm = .static
-            case "dynamic", "ondemand":
-                p.config.pm = v.lowercased() == "dynamic" ? .dynamic : .ondemand
-                i.warn("'\(v.lowercased())' is not implemented yet; the pool runs as static with pm.max_children workers")
+            case "dynamic": p.config.pm = .dynamic
+            case "ondemand": p.config.pm = .ondemand
             default: throw ValueError("invalid process manager '\(v)' (static, dynamic or ondemand)")
             }
         },
@@ -276,28 +276,28 @@ enum DirectiveTable {
              "Workers of a static pool; the most workers of a dynamic or ondemand pool.") { p, i throws(ValueError) in
             p.config.maxChildren = try i.int()
         },
-        pool("pm.start_servers", "min + (max - min) / 2", implemented: false,
+        pool("pm.start_servers", "min + (max - min) / 2", implemented: true,
              "dynamic: workers started at launch (between pm.min_spare_servers and pm.max_spare_servers).") { p, i throws(ValueError) in
             p.config.startServers = try i.int()
         },
-        pool("pm.min_spare_servers", "none", implemented: false,
+        pool("pm.min_spare_servers", "none", implemented: true,
              "dynamic: fewest idle workers (required, > 0).") { p, i throws(ValueError) in
             p.config.minSpareServers = try i.int()
         },
-        pool("pm.max_spare_servers", "none", implemented: false,
+        pool("pm.max_spare_servers", "none", implemented: true,
              "dynamic: most idle workers (required, >= pm.min_spare_servers, <= pm.max_children).") { p, i throws(ValueError) in
             p.config.maxSpareServers = try i.int()
         },
-        pool("pm.max_spawn_rate", "32", implemented: false,
-             "dynamic: most workers started per second when scaling up.") { p, i throws(ValueError) in
+        pool("pm.max_spawn_rate", "32", implemented: true,
+             "dynamic and ondemand: most workers started per second when scaling up (a token bucket: up to this many at once, then this many per second).") { p, i throws(ValueError) in
             p.config.maxSpawnRate = try i.int()
         },
-        pool("pm.process_idle_timeout", "10s", implemented: false,
+        pool("pm.process_idle_timeout", "10s", implemented: true,
              "ondemand: idle time after which a worker stops (time, > 0).") { p, i throws(ValueError) in
             p.config.processIdleTimeout = try i.time()
         },
-        pool("pm.max_requests", "0", implemented: false,
-             "Requests after which a worker's app is restarted (0: never).") { p, i throws(ValueError) in
+        pool("pm.max_requests", "0", implemented: true,
+             "Requests after which a worker's app is replaced, between two requests (0: never). php-cgi's own PHP_FCGI_MAX_REQUESTS is set to 0.") { p, i throws(ValueError) in
             p.config.maxRequests = try i.nonNegativeInt()
         },
         pool("pm.status_path", "none", implemented: true,
@@ -333,20 +333,20 @@ enum DirectiveTable {
             if !v.hasPrefix("/") { throw ValueError("'\(v)' must begin with '/'") }
             p.config.accessSuppressPaths.append(v)
         },
-        pool("slowlog", "none", implemented: false,
+        pool("slowlog", "none", implemented: true,
              "Slow request log path, relative to the prefix; required by request_slowlog_timeout.") { p, i throws(ValueError) in
             p.config.slowlog = try i.optionalString()
         },
-        pool("request_slowlog_timeout", "0", implemented: false,
-             "Requests running longer are logged to slowlog (time; 0: off).") { p, i throws(ValueError) in
+        pool("request_slowlog_timeout", "0", implemented: true,
+             "Requests running longer get one slowlog entry: pool, worker and app pid, script, method and URI, elapsed time, and the app's state, wait channel, system call and kernel stack from /proc (time; 0: off).") { p, i throws(ValueError) in
             p.config.requestSlowlogTimeout = try i.time()
         },
         pool("request_slowlog_trace_depth", "20", implemented: false,
              "Depth of the stack trace written to the slow log.") { p, i throws(ValueError) in
             p.config.requestSlowlogTraceDepth = try i.int()
         },
-        pool("request_terminate_timeout", "0", implemented: false,
-             "Requests running longer have their app killed (time; 0: off).") { p, i throws(ValueError) in
+        pool("request_terminate_timeout", "0", implemented: true,
+             "Requests running longer have their app killed (SIGTERM, SIGKILL after 1 s) and replaced; the client gets a 504 if no response byte was sent (time; 0: off).") { p, i throws(ValueError) in
             p.config.requestTerminateTimeout = try i.time()
         },
         pool("request_terminate_timeout_track_finished", "no", implemented: false,
@@ -434,9 +434,9 @@ enum DirectiveTable {
                 + "Empty or unset: php-cgi from PATH.") { p, i throws(ValueError) in
             p.config.command = try i.words()
         },
-        pool("request_slowlog_trace_command", "none", implemented: false, drover: true,
+        pool("request_slowlog_trace_command", "none", implemented: true, drover: true,
              "A command run when a request becomes slow, its output added to the slow log; {pid} is the app's pid "
-                + "(e.g. `py-spy dump --pid {pid}`).") { p, i throws(ValueError) in
+                + "(e.g. `py-spy dump --pid {pid}`); it may run 10 s, then it is killed.") { p, i throws(ValueError) in
             p.config.requestSlowlogTraceCommand = try i.words()
         },
     ]

@@ -43,6 +43,9 @@ public final class Master {
     private var watchers: [SignalWatcher] = []
     private var childWatcher: ChildWatcher?
     private var escalation: TimerWatcher?
+    /// The 1 s tick of every pool (scale-down, listen-queue samples).
+    private var tick: TimerWatcher?
+    private var emergency: EmergencyRestart
 
     var isRunning: Bool { stopping == nil }
 
@@ -54,6 +57,8 @@ public final class Master {
         self.options = options
         self.environment = environment
         self.workerEntry = workerEntry
+        emergency = EmergencyRestart(threshold: config.global.emergencyRestartThreshold,
+                                     intervalSeconds: config.global.emergencyRestartInterval)
     }
 
     /// Checks that can refuse to start before anything is opened (php-fpm's
@@ -128,7 +133,10 @@ public final class Master {
         // before forking workers, which would otherwise inherit it and keep
         // e.g. `out=$(drover -D)` waiting until Drover stops.
         if daemonize && log.path != nil { Daemon.detachStderr() }
-        for pool in pools { pool.fill() }
+        for pool in pools { pool.start() }
+        let tick = TimerWatcher(loop) { [unowned self] in for pool in self.pools { pool.tick() } }
+        tick.start(after: 1, repeat: 1)
+        self.tick = tick
         return 0
     }
 
@@ -157,11 +165,11 @@ public final class Master {
             }
             let directory = try Runtime.makePoolSocketDirectory(base: base, poolIndex: index, owner: runAs)
             scoreboard.configurePool(index, name: poolConfig.name, limits: PoolLimits(
-                pm: ProcessManager.static.scoreboardValue, maxChildren: poolConfig.maxChildren,
+                pm: poolConfig.pm.scoreboardValue, maxChildren: poolConfig.maxChildren,
                 startServers: poolConfig.startServers, minSpare: poolConfig.minSpareServers,
                 maxSpare: poolConfig.maxSpareServers))
-            pools.append(Pool(config: poolConfig, index: index, listeners: listeners,
-                              socketDirectory: directory, runAs: runAs, master: self))
+            pools.append(try Pool(config: poolConfig, index: index, listeners: listeners,
+                                  socketDirectory: directory, runAs: runAs, master: self))
         }
         if let path = options.pidFile ?? config.global.pid {
             try Runtime.writePidFile(path)
@@ -178,6 +186,24 @@ public final class Master {
             account.gid = gid
         }
         return account
+    }
+
+    // MARK: process limits
+
+    /// How many more workers process.max allows (php-fpm's global limit).
+    var processRoom: Int {
+        let limit = config.global.processMax
+        guard limit > 0 else { return .max }
+        return max(0, limit - pools.reduce(0) { $0 + $1.children.count })
+    }
+
+    /// A worker or app died of SIGSEGV or SIGBUS. Enough of them within
+    /// emergency_restart_interval restart every worker, as php-fpm's
+    /// emergency restart does (a graceful restart: in-flight requests finish).
+    func processCrashed() {
+        guard isRunning, emergency.record(at: Clock.monotonicMicros()) else { return }
+        log.warning("failed processes threshold (\(emergency.threshold) in \(Int(config.global.emergencyRestartInterval)) sec) is reached, initiating reload")
+        for pool in pools { pool.signalChildren(SIGQUIT) }
     }
 
     // MARK: signals and children
@@ -222,6 +248,7 @@ public final class Master {
         if stopping == .fast || (stopping == .graceful && kind == .graceful) { return }
         stopping = kind
         log.notice("\(reason) received, \(kind == .graceful ? "Finishing" : "Terminating") ...")
+        tick?.stop()
         for pool in pools {
             pool.stopRespawning()
             pool.signalChildren(kind == .graceful ? SIGQUIT : SIGTERM)

@@ -28,6 +28,11 @@ final class App {
     private(set) var fd: Int32 = -1
     private let argv: [String]
     private let envp: [String]
+    /// The app's CPU time and memory from /proc, read once per request
+    /// ("last request cpu/memory"); the reading that ends one request
+    /// starts the next, since an idle app uses no CPU.
+    private var usage: ProcessUsage?
+    private var lastCPUMicros: Int64 = 0
 
     init(launch: WorkerLaunch) throws {
         self.launch = launch
@@ -52,7 +57,9 @@ final class App {
         for entry in pool.env { env[entry.name] = entry.value }
         if php {
             env["PHP_FCGI_CHILDREN"] = nil
-            if env["PHP_FCGI_MAX_REQUESTS"] == nil { env["PHP_FCGI_MAX_REQUESTS"] = "0" }
+            // pm.max_requests is the one limit: php-cgi's own would end
+            // the app behind the worker's back, mid-way through its count.
+            env["PHP_FCGI_MAX_REQUESTS"] = "0"
         }
         return (argv, env.map { "\($0.key)=\($0.value)" }.sorted())
     }
@@ -95,6 +102,8 @@ final class App {
             throw SystemError("execve(\(argv[0]))", errno: error)
         }
         pid = child
+        usage = ProcessUsage(pid: child)
+        lastCPUMicros = usage?.sample()?.cpuMicros ?? 0
         startedAt = Clock.monotonicMicros()
         requests = 0
         keepsConnections = true
@@ -131,6 +140,7 @@ final class App {
     /// app's end as EOF and answers the client.
     func exited() -> Int64 {
         pid = 0
+        forgetUsage()
         return Clock.monotonicMicros() - startedAt
     }
 
@@ -146,6 +156,7 @@ final class App {
             let r = waitpid(pid, &status, WNOHANG)
             if r == pid || (r < 0 && errno == ECHILD) {
                 pid = 0
+                forgetUsage()
                 return
             }
             usleep(5_000)
@@ -154,6 +165,21 @@ final class App {
         kill(pid, SIGKILL)
         waitpid(pid, &status, 0)
         pid = 0
+        forgetUsage()
+    }
+
+    /// CPU (percent of `wallMicros`) and resident memory of the app since
+    /// the last call; nil when /proc cannot tell.
+    func usageSince(wallMicros: Int64) -> (cpu: Double, memory: UInt64)? {
+        guard let sample = usage?.sample() else { return nil }
+        defer { lastCPUMicros = sample.cpuMicros }
+        return (ProcessUsage.cpuPercent(cpuMicros: sample.cpuMicros - lastCPUMicros, wallMicros: wallMicros),
+                sample.rssBytes)
+    }
+
+    private func forgetUsage() {
+        usage?.close()
+        usage = nil
     }
 }
 

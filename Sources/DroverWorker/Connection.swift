@@ -83,10 +83,23 @@ struct ActiveRequest {
     var statusKnown = false
     var bytesIn: UInt64 = 0
     var bytesOut: UInt64 = 0
+    /// After the client left: when the app must have finished (abortGrace).
     var deadline: Int64 = .max
+    /// When the request began (µs, monotonic and realtime).
+    var startedAt: Int64 = 0
+    var startedAtRealtime: Int64 = 0
+    /// request_slowlog_timeout and request_terminate_timeout, as monotonic
+    /// times; .max when off or already acted on.
+    var slowAt: Int64 = .max
+    var terminateAt: Int64 = .max
+    /// Where the params the worker looks at are (into the worker's params buffer).
+    var fields = RequestParams()
     /// The app process the request was sent to (for log lines; the app may
     /// be reaped before the relay notices).
     var appPID: Int32 = 0
+
+    /// The next time the relay must look at this request.
+    var nextTimer: Int64 { min(deadline, slowAt, terminateAt) }
 
     init(id: UInt16, keepConnection: Bool) {
         self.id = id

@@ -49,7 +49,7 @@ extension Worker {
             s.turns &+= 1
             if s.turns & 255 == 0 {
                 _ = handleSignals()
-                if Clock.monotonicMicros() >= min(s.request?.deadline ?? .max, s.recordDeadline),
+                if Clock.monotonicMicros() >= min(s.request?.nextTimer ?? .max, s.recordDeadline),
                    !deadlinePassed(conn, &s) {
                     abandon(&s)
                     return false
@@ -246,7 +246,11 @@ extension Worker {
         clientBuffer.mutableContent(of: h)[2] |= 1
         clientBuffer.forward(h)
         s.holding = true
-        slot.beginRequest(at: Clock.realtimeMicros())
+        s.request?.startedAt = Clock.monotonicMicros()
+        s.request?.startedAtRealtime = Clock.realtimeMicros()
+        let active = slot.beginRequest(at: s.request!.startedAtRealtime)
+        // The master scales dynamic and ondemand pools on this (design §3).
+        if slot.poolRunsShort(active: active) { PoolEvent.send(.runningShort, to: launch.eventFD) }
     }
 
     /// PARAMS are complete: the worker answers ping and status itself,
@@ -255,10 +259,11 @@ extension Worker {
         s.holding = false
         try params.withUnsafeBytes { raw in
             let request = try RequestParams.parse(raw, into: slot)
+            r.fields = request
             if let ping = pingPath, request.pathIs(ping, in: raw) {
                 answerLocally(&r, conn, LocalResponse.ping(pool.pingResponse), status: 200)
             } else if let statusPath, request.pathIs(statusPath, in: raw) {
-                let snapshot = launch.scoreboard.status(pool: launch.poolIndex)
+                let snapshot = launch.scoreboard.status(pool: launch.poolIndex, liveQueue: ListenQueue.total(of: launch.listenFDs))
                 let query = StatusQuery(queryString: request.queryString(in: raw))
                 answerLocally(&r, conn, LocalResponse.status(StatusRenderer.render([snapshot], as: query)), status: 200)
             } else if let problem = connectApp() {
@@ -268,6 +273,12 @@ extension Worker {
                 app.requestStarted()
                 r.appPID = app.pid
                 r.phase = .app
+                if pool.requestSlowlogTimeout > 0 && pool.slowlog != nil {
+                    r.slowAt = r.startedAt + Int64(pool.requestSlowlogTimeout * 1e6)
+                }
+                if pool.requestTerminateTimeout > 0 {
+                    r.terminateAt = r.startedAt + Int64(pool.requestTerminateTimeout * 1e6)
+                }
                 s.appReadable = false
             }
         }
@@ -381,9 +392,16 @@ extension Worker {
     /// client gets a clean 502; after them the connection is cut, the only
     /// honest signal left. The app is replaced either way.
     private func appBroke(_ conn: ClientConnection, _ s: inout RelayState, _ what: String) {
+        guard let r = s.request, r.phase == .app, !r.appEnded else { return }
+        log.warning("\(poolTag) app \(r.appPID) of worker \(getpid()) \(what); \(r.sentToClient ? "closing the client connection" : "answering 502")")
+        replaceApp(conn, &s, answering: (502, "Bad Gateway"))
+    }
+
+    /// Stops the app mid-request (SIGTERM, SIGKILL after a second) and ends
+    /// the request: with `answer` when the client has not had a byte yet,
+    /// else by closing the client connection.
+    func replaceApp(_ conn: ClientConnection, _ s: inout RelayState, answering answer: (Int, String)) {
         guard var r = s.request, r.phase == .app, !r.appEnded else { return }
-        let pid = r.appPID
-        log.warning("\(poolTag) app \(pid) of worker \(getpid()) \(what); \(r.sentToClient ? "closing the client connection" : "answering 502")")
         app.stop(grace: 1_000_000)
         slot.setApp(pid: 0)
         s.appReadable = false
@@ -393,7 +411,7 @@ extension Worker {
             r.appEnded = true
         } else if !r.sentToClient {
             appBuffer.reset()
-            answerLocally(&r, conn, LocalResponse.error(502, "Bad Gateway"), status: 502)
+            answerLocally(&r, conn, LocalResponse.error(answer.0, answer.1), status: answer.0)
             // The rest of the client's STDIN is read and dropped.
         } else {
             r.appEnded = true
@@ -491,6 +509,8 @@ extension Worker {
     private func awaitingOnlyTheApp(_ conn: ClientConnection, _ s: RelayState) -> Bool {
         guard let r = s.request, r.phase == .app, r.stdinDone, !r.appEnded, !r.clientGone,
               app.fd >= 0 else { return false }
+        // A timer due within one wait is left to poll(2), which keeps it exactly.
+        if r.nextTimer != .max && r.nextTimer - Clock.monotonicMicros() <= App.answerWait { return false }
         return !clientBuffer.hasPendingOutput && !appBuffer.hasPendingOutput && !conn.hasOutput
             && !s.clientBlocked && !s.appBlocked
     }
@@ -522,7 +542,7 @@ extension Worker {
         pollFDs[1] = pollfd(fd: appEvents != 0 && app.fd >= 0 ? app.fd : -1, events: appEvents, revents: 0)
         pollFDs[2] = pollfd(fd: signals, events: Int16(POLLIN), revents: 0)
         var timeout: Int32 = -1
-        let deadline = min(s.request?.deadline ?? .max, s.recordDeadline)
+        let deadline = min(s.request?.nextTimer ?? .max, s.recordDeadline)
         if deadline != .max {
             timeout = Int32(clamping: max(0, (deadline - Clock.monotonicMicros()) / 1000 + 1))
         }
@@ -551,6 +571,11 @@ extension Worker {
             log.warning("\(poolTag) worker \(getpid()): closing a connection that sent no complete record in \(Self.firstRecordTimeout / 1_000_000) s")
             return false
         }
+        if let r = s.request, now >= r.slowAt { reportSlow(r, now: now, &s) }
+        if let r = s.request, now >= r.terminateAt {
+            terminate(conn, r, now: now, &s)
+            return true
+        }
         guard var r = s.request, now >= r.deadline else { return true }
         if r.clientGone {
             log.warning("\(poolTag) app \(r.appPID) of worker \(getpid()) did not finish within \(Self.abortGrace / 1_000_000) s after the client left; replacing it")
@@ -574,11 +599,18 @@ extension Worker {
     }
 
     private func finish(_ r: ActiveRequest) {
-        slot.endRequest(at: Clock.realtimeMicros(), bytesIn: r.bytesIn, bytesOut: r.bytesOut)
+        let usage = r.phase == .app ? app.usageSince(wallMicros: Clock.monotonicMicros() - r.startedAt) : nil
+        slot.endRequest(at: Clock.realtimeMicros(), bytesIn: r.bytesIn, bytesOut: r.bytesOut,
+                        cpu: usage?.cpu, memory: usage?.memory)
         inRequest = false
         if !app.keepsConnections { app.closeConnection() }
-        // The app died during the request (reaped, or stopped by the relay).
-        if app.pid == 0 && stopping == nil && appFailureExit == nil { startApp() }
+        guard stopping == nil && appFailureExit == nil else { return }
+        if app.pid == 0 {
+            // The app died during the request (reaped, or stopped by the relay).
+            startApp()
+        } else if pool.maxRequests > 0 && app.requests >= pool.maxRequests {
+            recycleApp()
+        }
     }
 
     /// Gives up on the connection mid-way (fast stop, protocol error).

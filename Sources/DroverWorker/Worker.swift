@@ -83,6 +83,7 @@ public final class Worker {
             return error is SystemError && "\(error)".contains("execve") ? .appStartFailed : .setupFailed
         }
         slot.setState(.idle)
+        if slot.markReady() { PoolEvent.send(.ready, to: launch.eventFD) }
         let result = eventLoop()
         shutDown()
         return result
@@ -252,7 +253,11 @@ public final class Worker {
             appFailureExit = .appDiedYoung
             return
         }
-        log.notice("\(poolTag) app \(pid) of worker \(getpid()) \(how) after \(seconds) seconds from start")
+        // Not asked to stop (stop() reaps the app itself): a crash, even
+        // with exit code 0, since an app is meant to run until told.
+        log.warning("\(poolTag) app \(pid) of worker \(getpid()) \(how) after \(seconds) seconds from start")
+        slot.countCrash()
+        if how.signal == SIGSEGV || how.signal == SIGBUS { PoolEvent.send(.appCrashed, to: launch.eventFD) }
         // Mid-request the relay answers the client first, then restarts it.
         if !inRequest { startApp() }
     }

@@ -28,9 +28,6 @@ final class StockConfigTests: XCTestCase {
         XCTAssertEqual(www.minSpareServers, 1)
         XCTAssertEqual(www.maxSpareServers, 3)
         XCTAssertTrue(www.command.isEmpty)
-        // pm = dynamic is the one expected warning, with its php-fpm line.
-        assertDiagnostic(r.warnings, at: "/etc/php/8.2/fpm/pool.d/www.conf", line: nil, directive: "pm",
-                         contains: "'dynamic' is not implemented yet; the pool runs as static with pm.max_children workers")
         // Every warning points into a real file and line.
         for w in r.warnings {
             XCTAssertNotNil(w.location, "\(w)")

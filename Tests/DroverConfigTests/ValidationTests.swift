@@ -338,7 +338,6 @@ final class ValidationTests: XCTestCase {
             """)
         XCTAssertNil(r.config)
         assertDiagnostic(r.errors, at: path, line: 4, directive: "pm.max_children", contains: "must be a positive value")
-        assertDiagnostic(r.warnings, at: path, line: 3, directive: "pm", contains: "not implemented yet")
         assertDiagnostic(r.warnings, at: path, line: 5, directive: "catch_workers_output", contains: "recognised but not implemented yet by Drover; ignored")
     }
 

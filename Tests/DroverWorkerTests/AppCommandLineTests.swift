@@ -46,7 +46,9 @@ final class AppCommandLineTests: XCTestCase {
         }
         let (_, envp) = try App.commandLine(for: p, environment: env)
         XCTAssertFalse(envp.contains { $0.hasPrefix("PHP_FCGI_CHILDREN=") })
-        XCTAssertTrue(envp.contains("PHP_FCGI_MAX_REQUESTS=1000"))
+        // pm.max_requests is the only limit: php-cgi's own is always off.
+        XCTAssertTrue(envp.contains("PHP_FCGI_MAX_REQUESTS=0"))
+        XCTAssertFalse(envp.contains("PHP_FCGI_MAX_REQUESTS=1000"))
     }
 
     func testMissingProgramIsAnError() {

@@ -87,8 +87,8 @@ def test_debian_stock_php_fpm_conf_passes():
     out = drover("-t", "-R", "-y", STOCK_PHP_FPM_CONF)
     assert out.returncode == 0, out
     assert "test is successful" in out.stderr
-    # The stock pool is pm = dynamic: accepted with a warning in this version.
-    assert "WARNING" in out.stderr
+    # The stock pool is pm = dynamic, which Drover implements: no warning.
+    assert "WARNING" not in out.stderr
 
 
 def test_version():

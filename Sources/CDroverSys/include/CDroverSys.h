@@ -108,7 +108,7 @@ int drover_unix_is_live(const char *path);
  * it with drover_sb_slot_read, which retries while a write is in progress. */
 
 #define DROVER_SB_MAGIC 0x52564f4455524400ULL /* "DROVER\0" ish */
-#define DROVER_SB_LAYOUT 1
+#define DROVER_SB_LAYOUT 2
 
 enum drover_pm { DROVER_PM_STATIC = 0, DROVER_PM_DYNAMIC = 1, DROVER_PM_ONDEMAND = 2 };
 
@@ -156,6 +156,13 @@ struct drover_sb_pool {
     uint64_t spawns;
     uint64_t crashes;
     uint64_t dropped_log_records;
+    /* scaling (design §3) */
+    uint32_t total;            /* workers alive; written by the master */
+    uint32_t ready;            /* workers past start-up: +1 by a worker when it first goes idle, -1 by the master at reap */
+    uint32_t notify_below;     /* a worker going busy wakes the master when idle < this; 0: never (static) */
+    uint32_t listen_queue;     /* connections waiting at the last sample */
+    uint32_t max_listen_queue; /* most seen since start */
+    uint32_t listen_queue_len; /* capacity of the accept queue (backlog) */
 };
 
 struct drover_sb_slot {
@@ -175,7 +182,7 @@ struct drover_sb_slot {
     uint64_t last_memory;      /* bytes; 0 = unknown */
     double last_cpu;           /* percent; <0 = unknown */
     uint32_t status;           /* last HTTP status seen, 0 = none */
-    uint32_t reserved;
+    uint32_t counted_ready;    /* 1 once the worker added itself to the pool's `ready` */
     char request_method[16];
     char request_uri[128];
     char query_string[512];
@@ -208,6 +215,16 @@ static inline void drover_atomic_store32(uint32_t *p, uint32_t v) {
 static inline uint32_t drover_atomic_load32(const uint32_t *p) {
     return __atomic_load_n(p, __ATOMIC_ACQUIRE);
 }
+static inline uint32_t drover_atomic_add32(uint32_t *p, uint32_t v) {
+    return __atomic_add_fetch(p, v, __ATOMIC_RELAXED);
+}
+static inline uint32_t drover_atomic_sub32(uint32_t *p, uint32_t v) {
+    return __atomic_sub_fetch(p, v, __ATOMIC_RELAXED);
+}
+static inline void drover_atomic_max32(uint32_t *p, uint32_t v) {
+    uint32_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
+    while (cur < v && !__atomic_compare_exchange_n(p, &cur, v, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
+}
 /* Raises *p to v if v is larger. */
 static inline void drover_atomic_max64(uint64_t *p, uint64_t v) {
     uint64_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
@@ -222,5 +239,15 @@ int drover_sb_pool_read(const struct drover_sb_pool *src, struct drover_sb_pool 
 
 /* Copies at most cap-1 bytes and NUL-terminates (php-fpm truncates the same way). */
 void drover_copy_field(char *dst, size_t cap, const void *src, size_t len);
+
+/* ---- listen queue ---- */
+/* The accept queue of a listening Unix or TCP socket, read exactly from the
+ * kernel (sock_diag for AF_UNIX, TCP_INFO for AF_INET/AF_INET6). Returns 0
+ * and fills *queued (connections waiting to be accepted) and *capacity (the
+ * accept-queue capacity: the backlog as the kernel applied it, i.e. capped
+ * by net.core.somaxconn), or -1 with errno: ENOTSOCK for a non-socket,
+ * EINVAL for a socket that is not listening, EAFNOSUPPORT for another
+ * family, or whatever the kernel answered. */
+int drover_listen_queue(int fd, uint32_t *queued, uint32_t *capacity);
 
 #endif

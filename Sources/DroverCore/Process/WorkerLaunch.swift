@@ -20,12 +20,14 @@ public struct WorkerLaunch: @unchecked Sendable {
     public var runAs: Account?
     /// The master's environment, for `clear_env = no`.
     public var environment: [String: String]
+    /// The write end of the pool's event pipe (PoolEvent).
+    public var eventFD: Int32
     /// Descriptors the worker keeps; every other inherited one is closed.
-    public var keepFDs: [Int32] { listenFDs + [errorLog.fd, scoreboard.fd, 0, 1, 2] }
+    public var keepFDs: [Int32] { listenFDs + [errorLog.fd, scoreboard.fd, eventFD, 0, 1, 2] }
 
     public init(pool: PoolConfig, poolIndex: Int, slot: Int, generation: UInt32, listenFDs: [Int32],
                 scoreboard: Scoreboard, errorLog: ErrorLog, appSocketDirectory: String, runAs: Account?,
-                environment: [String: String]) {
+                environment: [String: String], eventFD: Int32) {
         self.pool = pool
         self.poolIndex = poolIndex
         self.slot = slot
@@ -36,6 +38,7 @@ public struct WorkerLaunch: @unchecked Sendable {
         self.appSocketDirectory = appSocketDirectory
         self.runAs = runAs
         self.environment = environment
+        self.eventFD = eventFD
     }
 }
 

@@ -19,22 +19,31 @@ extension Scoreboard {
     }
 
     /// A consistent picture of one pool and its slots for the status page.
-    public func status(pool index: Int) -> PoolStatus {
+    /// `liveQueue` is a reading of the pool's accept queue taken just now
+    /// (recorded first, so "max listen queue" includes it); without it the
+    /// master's last sample is shown.
+    public func status(pool index: Int, liveQueue: ListenQueue? = nil) -> PoolStatus {
+        if let liveQueue { recordListenQueue(pool: index, liveQueue) }
         var p = drover_sb_pool()
         _ = drover_sb_pool_read(pool(index), &p)
         let nowMicros = Clock.realtimeMicros()
         let now = nowMicros / 1_000_000
+        let shared = pool(index)
         var status = PoolStatus(
             name: Self.string(&p.name),
             processManager: ProcessManager.name(pm: p.pm),
             startTime: p.start_time_us / 1_000_000,
             now: now,
-            acceptedConnections: drover_atomic_load64(&pool(index).pointee.accepted_conn),
-            maxActiveProcesses: drover_atomic_load64(&pool(index).pointee.max_active),
-            maxChildrenReached: drover_atomic_load64(&pool(index).pointee.max_children_reached),
-            spawns: drover_atomic_load64(&pool(index).pointee.spawns),
-            crashes: drover_atomic_load64(&pool(index).pointee.crashes),
-            backoffMilliseconds: drover_atomic_load32(&pool(index).pointee.backoff_ms))
+            acceptedConnections: drover_atomic_load64(&shared.pointee.accepted_conn),
+            listenQueue: Int(drover_atomic_load32(&shared.pointee.listen_queue)),
+            maxListenQueue: Int(drover_atomic_load32(&shared.pointee.max_listen_queue)),
+            listenQueueLength: Int(drover_atomic_load32(&shared.pointee.listen_queue_len)),
+            maxActiveProcesses: drover_atomic_load64(&shared.pointee.max_active),
+            maxChildrenReached: drover_atomic_load64(&shared.pointee.max_children_reached),
+            slowRequests: drover_atomic_load64(&shared.pointee.slow_requests),
+            spawns: drover_atomic_load64(&shared.pointee.spawns),
+            crashes: drover_atomic_load64(&shared.pointee.crashes),
+            backoffMilliseconds: drover_atomic_load32(&shared.pointee.backoff_ms))
         for i in 0..<slotCapacity {
             var s = drover_sb_slot()
             guard drover_sb_slot_read(slot(i), &s) == 0, Int(s.pool_index) == index,

@@ -199,8 +199,12 @@ extension Scoreboard {
     public func releaseSlot(_ index: Int) {
         let s = slot(index)
         let state = SlotState(rawValue: drover_atomic_load32(&s.pointee.state)) ?? .free
+        let p = pool(Int(s.pointee.pool_index))
         if state.isBusy {
-            drover_atomic_sub64(&pool(Int(s.pointee.pool_index)).pointee.active, 1)
+            drover_atomic_sub64(&p.pointee.active, 1)
+        }
+        if drover_atomic_load32(&s.pointee.counted_ready) != 0 {
+            drover_atomic_sub32(&p.pointee.ready, 1)
         }
         // A worker killed mid-write leaves an odd seq: make it even again.
         if s.pointee.seq & 1 == 1 { s.pointee.seq &+= 1 }
@@ -208,6 +212,7 @@ extension Scoreboard {
         s.pointee.state = SlotState.free.rawValue
         s.pointee.worker_pid = 0
         s.pointee.app_pid = 0
+        s.pointee.counted_ready = 0
         drover_seq_write_end(&s.pointee.seq)
     }
 

@@ -33,8 +33,15 @@ public struct SlotWriter: @unchecked Sendable {
         drover_atomic_add64(&pool.pointee.slow_requests, 1)
     }
 
-    /// Marks the slot busy ("Reading headers") as a request begins.
-    public func beginRequest(at micros: Int64) {
+    /// Counts an app that died without being asked to.
+    public func countCrash() {
+        drover_atomic_add64(&pool.pointee.crashes, 1)
+    }
+
+    /// Marks the slot busy ("Reading headers") as a request begins; returns
+    /// the pool's busy count including this worker.
+    @discardableResult
+    public func beginRequest(at micros: Int64) -> UInt64 {
         drover_seq_write_begin(&slot.pointee.seq)
         slot.pointee.state = SlotState.readingHeaders.rawValue
         slot.pointee.accepted_at_us = micros
@@ -52,6 +59,7 @@ public struct SlotWriter: @unchecked Sendable {
         drover_seq_write_end(&slot.pointee.seq)
         let active = drover_atomic_add64(&pool.pointee.active, 1)
         drover_atomic_max64(&pool.pointee.max_active, active)
+        return active
     }
 
     /// Fills the request fields from the FastCGI params; `values` is called
@@ -70,13 +78,17 @@ public struct SlotWriter: @unchecked Sendable {
         drover_seq_write_end(&slot.pointee.seq)
     }
 
-    /// Marks the request finished: back to Idle with its duration and sizes.
-    public func endRequest(at micros: Int64, bytesIn: UInt64, bytesOut: UInt64) {
+    /// Marks the request finished: back to Idle with its duration, sizes,
+    /// and the app's CPU (percent of the request's wall time) and memory
+    /// (bytes) when they were measured.
+    public func endRequest(at micros: Int64, bytesIn: UInt64, bytesOut: UInt64, cpu: Double? = nil, memory: UInt64? = nil) {
         drover_seq_write_begin(&slot.pointee.seq)
         slot.pointee.state = SlotState.idle.rawValue
         slot.pointee.duration_us = micros - slot.pointee.accepted_at_us
         slot.pointee.bytes_in = bytesIn
         slot.pointee.bytes_out = bytesOut
+        slot.pointee.last_cpu = cpu ?? -1
+        slot.pointee.last_memory = memory ?? 0
         drover_seq_write_end(&slot.pointee.seq)
         drover_atomic_sub64(&pool.pointee.active, 1)
     }

@@ -91,3 +91,31 @@ public final class TimerWatcher {
         Unmanaged<TimerWatcher>.fromOpaque(w!.pointee.data).takeUnretainedValue().handler()
     }
 }
+
+/// Runs a handler while a descriptor is readable (level-triggered, like
+/// every libev io watcher).
+public final class IOWatcher {
+    private let watcher = UnsafeMutablePointer<ev_io>.allocate(capacity: 1)
+    private let loop: EventLoop
+    let handler: () -> Void
+
+    public init(_ loop: EventLoop, fd: Int32, handler: @escaping () -> Void) {
+        self.loop = loop
+        self.handler = handler
+        drover_ev_io_init(watcher, IOWatcher.callback, fd, Int32(EV_READ))
+        watcher.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+    }
+
+    public var isActive: Bool { drover_ev_is_active(watcher) != 0 }
+    public func start() { ev_io_start(loop.loop, watcher) }
+    public func stop() { ev_io_stop(loop.loop, watcher) }
+
+    deinit {
+        stop()
+        watcher.deallocate()
+    }
+
+    private static let callback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<ev_io>?, Int32) -> Void = { _, w, _ in
+        Unmanaged<IOWatcher>.fromOpaque(w!.pointee.data).takeUnretainedValue().handler()
+    }
+}
