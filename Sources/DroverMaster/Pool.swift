@@ -27,6 +27,10 @@ final class Pool {
     private var respawnTimer: TimerWatcher!
     private var spawnRate: SpawnRate
     private var tokenTimer: TimerWatcher!
+    /// Since when the pool has been short of idle workers with no connection
+    /// waiting (ScalingPolicy.topUpDelay), and the timer that looks again.
+    private var shortSince: Int64?
+    private var topUpTimer: TimerWatcher!
     /// The pool's event pipe (PoolEvent): workers write, the master reads.
     private let events: (read: Int32, write: Int32)
     private var eventWatcher: IOWatcher!
@@ -62,6 +66,7 @@ final class Pool {
         events = (fds[0], fds[1])
         respawnTimer = TimerWatcher(master.loop) { [unowned self] in self.fill() }
         tokenTimer = TimerWatcher(master.loop) { [unowned self] in self.scale() }
+        topUpTimer = TimerWatcher(master.loop) { [unowned self] in self.scale() }
         eventWatcher = IOWatcher(master.loop, fd: events.read) { [unowned self] in self.readEvents() }
         eventWatcher.start()
         if config.pm != .static {
@@ -191,7 +196,7 @@ final class Pool {
         guard master.isRunning, config.pm != .static else { return }
         let now = Clock.monotonicMicros()
         let x = scalingInput()
-        let wanted = min(ScalingPolicy.workersToStart(x), master.processRoom)
+        let wanted = min(workersToStartNow(x, at: now), master.processRoom)
         var started = 0
         if wanted > 0 {
             if now < notBefore {
@@ -220,6 +225,22 @@ final class Pool {
         // loop would spin; a worker becoming ready, the token timer, an exit
         // or the tick looks again.
         setQueueWatch(x.idle == 0 && after.total < config.maxChildren && !(x.queued > 0 && started == 0))
+    }
+
+    /// Workers for waiting connections at once; the idle reserve only once
+    /// the pool has been short for ScalingPolicy.topUpDelay.
+    private func workersToStartNow(_ x: ScalingInput, at now: Int64) -> Int {
+        let all = ScalingPolicy.workersToStart(x)
+        let urgent = ScalingPolicy.workersForWaitingConnections(x)
+        guard all > urgent else {
+            shortSince = nil
+            return all
+        }
+        let since = shortSince ?? now
+        shortSince = since
+        if now - since >= ScalingPolicy.topUpDelay { return all }
+        if !topUpTimer.isActive { topUpTimer.start(after: Double(since + ScalingPolicy.topUpDelay - now) / 1e6) }
+        return urgent
     }
 
     private func setQueueWatch(_ on: Bool) {
@@ -318,6 +339,7 @@ final class Pool {
     func stopRespawning() {
         respawnTimer.stop()
         tokenTimer.stop()
+        topUpTimer.stop()
         setQueueWatch(false)
     }
 

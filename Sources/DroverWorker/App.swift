@@ -28,9 +28,9 @@ final class App {
     private(set) var fd: Int32 = -1
     private let argv: [String]
     private let envp: [String]
-    /// The app's CPU time and memory from /proc, read once per request
-    /// ("last request cpu/memory"); the reading that ends one request
-    /// starts the next, since an idle app uses no CPU.
+    /// The app's CPU time (its CPU clock, at the start and the end of each
+    /// request) and memory (/proc/PID/statm, at the end): "last request cpu"
+    /// and "last request memory".
     private var usage: ProcessUsage?
     private var lastCPUMicros: Int64 = 0
 
@@ -103,7 +103,6 @@ final class App {
         }
         pid = child
         usage = ProcessUsage(pid: child)
-        lastCPUMicros = usage?.sample()?.cpuMicros ?? 0
         startedAt = Clock.monotonicMicros()
         requests = 0
         keepsConnections = true
@@ -128,6 +127,7 @@ final class App {
 
     func requestStarted() {
         requests += 1
+        lastCPUMicros = usage?.cpuMicros() ?? 0
     }
 
     func closeConnection() {
@@ -168,11 +168,10 @@ final class App {
         forgetUsage()
     }
 
-    /// CPU (percent of `wallMicros`) and resident memory of the app since
-    /// the last call; nil when /proc cannot tell.
+    /// CPU (percent of `wallMicros`) since the request started, and the
+    /// app's resident memory; nil when the kernel cannot tell.
     func usageSince(wallMicros: Int64) -> (cpu: Double, memory: UInt64)? {
         guard let sample = usage?.sample() else { return nil }
-        defer { lastCPUMicros = sample.cpuMicros }
         return (ProcessUsage.cpuPercent(cpuMicros: sample.cpuMicros - lastCPUMicros, wallMicros: wallMicros),
                 sample.rssBytes)
     }

@@ -20,6 +20,16 @@ final class ScalingPolicyTests: XCTestCase {
         XCTAssertEqual(ScalingPolicy.workersToStart(dynamic(idle: 0, queued: 48)), 49)
     }
 
+    func testOnlyWaitingConnectionsAreUrgent() {
+        // Short of the idle reserve with nobody waiting: not urgent.
+        XCTAssertEqual(ScalingPolicy.workersForWaitingConnections(dynamic(idle: 0)), 0)
+        // One waiting, one idle worker about to take it: not urgent either.
+        XCTAssertEqual(ScalingPolicy.workersForWaitingConnections(dynamic(idle: 1, queued: 1)), 0)
+        XCTAssertEqual(ScalingPolicy.workersToStart(dynamic(idle: 1, queued: 1)), 1)
+        XCTAssertEqual(ScalingPolicy.workersForWaitingConnections(dynamic(idle: 0, queued: 48)), 48)
+        XCTAssertEqual(ScalingPolicy.workersForWaitingConnections(dynamic(total: 34, starting: 32, idle: 0, queued: 48)), 16)
+    }
+
     func testWorkersAlreadyStartingAreCounted() {
         XCTAssertEqual(ScalingPolicy.workersToStart(dynamic(total: 34, starting: 32, idle: 0, queued: 48)), 17)
         XCTAssertEqual(ScalingPolicy.workersToStart(dynamic(total: 51, starting: 49, idle: 0, queued: 48)), 0)

@@ -78,9 +78,7 @@ public final class ProcessUsage {
     /// The process's CPU time and RSS now; nil once it has exited (zombie or
     /// reaped) or after close().
     public func sample() -> Sample? {
-        guard statmFD >= 0 else { return nil }
-        var ts = timespec()
-        guard clock_gettime(cpuClock, &ts) == 0 else { return nil }
+        guard let cpu = cpuMicros() else { return nil }
         var n: Int
         repeat { n = pread(statmFD, buffer, Self.bufferSize, 0) } while n < 0 && errno == EINTR
         guard n > 0 else { return nil }
@@ -99,8 +97,16 @@ public final class ProcessUsage {
             resident = resident &* 10 &+ UInt64(d)
             i += 1
         }
-        return Sample(cpuMicros: Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000,
-                      rssBytes: resident &* pageSize)
+        return Sample(cpuMicros: cpu, rssBytes: resident &* pageSize)
+    }
+
+    /// Only the CPU time (one clock_gettime, ≈0.4 µs): what a request's
+    /// start needs.
+    public func cpuMicros() -> Int64? {
+        guard statmFD >= 0 else { return nil }
+        var ts = timespec()
+        guard clock_gettime(cpuClock, &ts) == 0 else { return nil }
+        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
     }
 
     /// Closes the /proc fd; later samples return nil. Safe to call twice.

@@ -38,6 +38,19 @@ enum ScalingPolicy {
         return max(0, min(room, short))
     }
 
+    /// Of `workersToStart`, those for connections that wait beyond the idle
+    /// and starting workers: started at once. The rest only tops up the
+    /// idle reserve, which a short request gives back by itself a moment
+    /// later; it is started only if the pool is still short after
+    /// `topUpDelay` (php-fpm's 1 s heartbeat filters such dips the same way,
+    /// but also delays everything else by up to a second).
+    static func workersForWaitingConnections(_ x: ScalingInput) -> Int {
+        guard x.pm != .static else { return 0 }
+        return max(0, min(x.maxChildren - x.total, x.queued - x.idle - x.starting))
+    }
+
+    static let topUpDelay: Int64 = 50_000   // µs
+
     /// The pool would grow but max_children stops it (php-fpm's
     /// "server reached pm.max_children setting" condition).
     static func reachedMaxChildren(_ x: ScalingInput) -> Bool {
