@@ -6,7 +6,8 @@
 //   FastCGI                         protocol codec, no I/O policy (a library product)
 //   DroverConfig                    php-fpm ini dialect, directive table, typed model
 //   DroverCore                      syscall wrappers, scoreboard, error log, status renderers
-//   DroverWorker  DroverMaster      the worker process / the libev master (siblings)
+//   DroverWorker  DroverMaster  DroverAgent
+//                                   the worker, the libev master, the libuv agent (siblings)
 //   drover  droverctl               executables that wire the above together
 import PackageDescription
 
@@ -29,16 +30,17 @@ let package = Package(
         .target(name: "DroverCore", dependencies: ["CDroverSys", "DroverConfig", "FastCGI"]),
         .target(name: "DroverWorker", dependencies: ["DroverCore", "FastCGI", "CDroverSys"]),
         .target(name: "DroverMaster", dependencies: ["DroverCore", "CDroverSys", "CLibev"]),
+        .target(name: "DroverAgent", dependencies: ["DroverCore", "DroverConfig", "FastCGI", "CDroverSys", "CLibuv"]),
         .executableTarget(
             name: "drover",
             dependencies: [
-                "DroverMaster", "DroverWorker", "DroverCore", "DroverConfig",
+                "DroverMaster", "DroverWorker", "DroverAgent", "DroverCore", "DroverConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
             name: "droverctl",
             dependencies: [
-                "FastCGI",
+                "FastCGI", "DroverConfig", "DroverCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "FastCGITests", dependencies: ["FastCGI"]),
@@ -47,6 +49,7 @@ let package = Package(
         .target(name: "DroverTestSupport", path: "Tests/DroverTestSupport"),
         .testTarget(name: "DroverCoreTests", dependencies: ["DroverCore", "DroverTestSupport"]),
         .testTarget(name: "DroverMasterTests", dependencies: ["DroverMaster"]),
+        .testTarget(name: "DroverAgentTests", dependencies: ["DroverAgent", "DroverCore", "DroverConfig"]),
         .testTarget(name: "DroverWorkerTests", dependencies: ["DroverWorker", "DroverConfig", "DroverTestSupport"]),
     ]
 )

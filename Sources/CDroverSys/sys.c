@@ -10,6 +10,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -384,4 +385,28 @@ int drover_listen_queue(int fd, uint32_t *queued, uint32_t *capacity) {
     case AF_INET6: return tcp_listen_queue(fd, queued, capacity);
     default: errno = EAFNOSUPPORT; return -1;
     }
+}
+
+/* ---- the log channel ------------------------------------------------------ */
+
+int drover_seqpacket_pair(int fds[2]) {
+    return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds);
+}
+
+void drover_set_send_buffer(int fd, int bytes) {
+    /* SO_SNDBUFFORCE ignores net.core.wmem_max but needs CAP_NET_ADMIN;
+     * without it SO_SNDBUF is capped at wmem_max. */
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof bytes) != 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+}
+
+long drover_send2(int fd, const void *head, size_t head_len, const void *body, size_t body_len) {
+    struct iovec iov[2] = {
+        { .iov_base = (void *)head, .iov_len = head_len },
+        { .iov_base = (void *)body, .iov_len = body_len },
+    };
+    struct msghdr msg = { .msg_iov = iov, .msg_iovlen = body_len ? 2 : 1 };
+    ssize_t n;
+    do { n = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+    return (long)n;
 }

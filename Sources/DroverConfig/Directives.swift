@@ -66,21 +66,16 @@ enum DirectiveTable {
             g.config.pid = try i.optionalString()
         },
         global("error_log", "stderr", implemented: true,
-               "Path of the error log, relative to the prefix. Unset: stderr (php-fpm: log/php-fpm.log). "
-                + "`syslog` is recognised but not implemented yet (warning; stderr is used).") { g, i throws(ValueError) in
+               "Path of the error log, relative to the prefix, or `syslog` (with syslog.ident and syslog.facility). "
+                + "Unset: stderr (php-fpm: log/php-fpm.log). Written by the agent process.") { g, i throws(ValueError) in
             let v = try i.optionalString()
-            if let v, v.lowercased() == "syslog" {
-                i.warn("'syslog' is recognised but not implemented yet by Drover; logging to stderr")
-                g.config.errorLog = nil
-            } else {
-                g.config.errorLog = v
-            }
+            g.config.errorLog = v.map { $0.lowercased() == "syslog" ? "syslog" : $0 }
         },
-        global("syslog.ident", "php-fpm", implemented: false,
+        global("syslog.ident", "php-fpm", implemented: true,
                "Identity prepended to every syslog message.") { g, i throws(ValueError) in
             g.config.syslogIdent = try i.string()
         },
-        global("syslog.facility", "daemon", implemented: false,
+        global("syslog.facility", "daemon", implemented: true,
                "Syslog facility: auth, authpriv, cron, daemon, ftp, kern, lpr, mail, news, syslog, user, uucp, local0..local7.") { g, i throws(ValueError) in
             let v = try i.string().lowercased()
             guard facilities.contains(v) else {
@@ -104,8 +99,8 @@ enum DirectiveTable {
             default: throw ValueError("invalid value '\(v)' (debug, notice, warning, error or alert)")
             }
         },
-        global("log_limit", "1024", implemented: false,
-               "Longest error log line in characters (at least 512); longer lines are wrapped.") { g, i throws(ValueError) in
+        global("log_limit", "1024", implemented: true,
+               "Longest error log line in bytes (at least 512): longer error lines are cut (ending in ...), longer app output lines are wrapped.") { g, i throws(ValueError) in
             g.config.logLimit = try i.int(in: 512...Int(Int32.max), "must be at least 512")
         },
         global("emergency_restart_threshold", "0", implemented: true,
@@ -155,18 +150,29 @@ enum DirectiveTable {
                "Interval between health reports to systemd (time; 0: off).") { g, i throws(ValueError) in
             g.config.systemdInterval = try i.time()
         },
-        global("log.max_size", "0", implemented: false, drover: true,
+        global("log.max_size", "0", implemented: true, drover: true,
                "Rotate each log file the agent writes when it reaches this size (K, M, G suffixes; 0: never).") { g, i throws(ValueError) in
             g.config.logMaxSize = try i.size()
         },
-        global("log.max_files", "5", implemented: false, drover: true,
+        global("log.max_files", "5", implemented: true, drover: true,
                "Rotated log files kept by log.max_size rotation.") { g, i throws(ValueError) in
             g.config.logMaxFiles = try i.nonNegativeInt()
         },
-        global("status.listen", "none", implemented: false, drover: true,
-               "Address of a global HTTP server for /status, /metrics and /ping (same syntax as listen).") { g, i throws(ValueError) in
+        global("status.listen", "none", implemented: true, drover: true,
+               "Address of an HTTP/1.1 server run by the agent for every pool at once: GET /status (php-fpm's status page; "
+                + "?json, ?xml, ?html, ?openmetrics, ?full as for pm.status_path), /metrics (OpenMetrics, a `pool` label "
+                + "on every sample) and /ping (200 `pong`). Same syntax as listen; a Unix socket gets mode 0660. "
+                + "It answers while every worker is busy.") { g, i throws(ValueError) in
             let text = try i.string()
             g.statusListen = text.isEmpty ? nil : (try i.listen(), i.location)
+        },
+        global("control.socket", "pid file with .ctl", implemented: true, drover: true,
+               "Unix socket of the control server droverctl talks to (status, reload, reopen, stop), mode 0600, owned by "
+                + "the master's user; relative to the prefix. By default the pid file's path with `.ctl` as its extension "
+                + "(pid = /run/drover.pid gives /run/drover.ctl); without a pid file, or set empty, there is none.") { g, i throws(ValueError) in
+            let text = try i.string()
+            if text.hasPrefix("@") { throw ValueError("'\(text)' must be a file path (abstract sockets have no permissions)") }
+            g.config.controlSocket = text
         },
     ]
 
@@ -304,11 +310,18 @@ enum DirectiveTable {
              "URI of the status page, answered by the workers (starts with '/'; letters, digits and / _ - . ~ only).") { p, i throws(ValueError) in
             p.config.statusPath = try i.optionalString()
         },
-        pool("pm.status_listen", "none", implemented: false,
-             "Separate address for status requests (same syntax as listen).") { p, i throws(ValueError) in
+        pool("pm.status_listen", "none", implemented: true,
+             "Separate FastCGI address, served by the agent, for this pool's status page (at pm.status_path, any path "
+                + "when that is unset) and ping page (ping.path): they answer while every worker is busy. "
+                + "Same syntax as listen.") { p, i throws(ValueError) in
             let text = try i.string()
             p.config.statusListen = text.isEmpty ? nil : text
             p.statusListen = text.isEmpty ? nil : (try i.listen(), i.location)
+        },
+        pool("status.show_query", "no", implemented: true, drover: true,
+             "Show query strings (which may hold secrets) in the per-process rows of status pages served by the agent "
+                + "(status.listen, pm.status_listen, droverctl status); otherwise they read `[redacted]`.") { p, i throws(ValueError) in
+            p.config.statusShowQuery = try i.bool()
         },
         pool("ping.path", "none", implemented: true,
              "URI of the ping page, answered by the workers (same rules as pm.status_path).") { p, i throws(ValueError) in
@@ -318,15 +331,15 @@ enum DirectiveTable {
              "Body of the ping response (text/plain, 200).") { p, i throws(ValueError) in
             p.config.pingResponse = try i.string()
         },
-        pool("access.log", "none", implemented: false,
+        pool("access.log", "none", implemented: true,
              "Access log path, relative to the prefix.") { p, i throws(ValueError) in
             p.config.accessLog = try i.optionalString()
         },
-        pool("access.format", "%R - %u %t \"%m %r\" %s", implemented: false,
+        pool("access.format", "%R - %u %t \"%m %r\" %s", implemented: true,
              "Access log line format (php-fpm's % escapes).") { p, i throws(ValueError) in
             p.config.accessFormat = try i.string()
         },
-        pool("access.suppress_path[]", "none", implemented: false,
+        pool("access.suppress_path[]", "none", implemented: true,
              "A request URI (starting with '/') never written to the access log when the request succeeded; one per line, without a key.") { p, i throws(ValueError) in
             if !i.key.isEmpty { throw ValueError("keys provided to access.suppress_path are not allowed; write access.suppress_path[] = /path") }
             let v = try i.string()
@@ -370,12 +383,12 @@ enum DirectiveTable {
              "Working directory of the app (relative to the prefix); must exist.") { p, i throws(ValueError) in
             p.config.chdir = try i.optionalString()
         },
-        pool("catch_workers_output", "no", implemented: false,
-             "Send the apps' stdout and stderr to the error log (otherwise /dev/null).") { p, i throws(ValueError) in
+        pool("catch_workers_output", "no", implemented: true,
+             "Send the apps' stdout and stderr to the error log as WARNING lines, wrapped at log_limit (otherwise /dev/null).") { p, i throws(ValueError) in
             p.config.catchWorkersOutput = try i.bool()
         },
-        pool("decorate_workers_output", "yes", implemented: false,
-             "Prefix caught worker output with pool, pid and stream.") { p, i throws(ValueError) in
+        pool("decorate_workers_output", "yes", implemented: true,
+             "Prefix caught app output with pool, pid and stream, as php-fpm: [pool www] child 123 said into stderr: \"line\".") { p, i throws(ValueError) in
             p.config.decorateWorkersOutput = try i.bool()
         },
         pool("clear_env", "yes", implemented: true,

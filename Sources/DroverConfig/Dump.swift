@@ -36,6 +36,7 @@ extension ConfigLoader {
         line("log.max_size", "\(g.logMaxSize)")
         line("log.max_files", "\(g.logMaxFiles)")
         line("status.listen", g.statusListen.map { "\($0)" } ?? "undefined")
+        line("control.socket", text(g.controlSocket))
         out.append("")
 
         for p in config.pools {
@@ -65,6 +66,7 @@ extension ConfigLoader {
             line("pm.max_requests", "\(p.maxRequests)")
             line("pm.status_path", text(p.statusPath))
             line("pm.status_listen", p.statusListenAddress.map { "\($0)" } ?? "undefined")
+            line("status.show_query", yesNo(p.statusShowQuery))
             line("ping.path", text(p.pingPath))
             line("ping.response", p.pingPath == nil ? "undefined" : p.pingResponse)
             line("access.log", text(p.accessLog))

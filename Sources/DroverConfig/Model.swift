@@ -106,6 +106,9 @@ public struct GlobalConfig: Sendable {
     public var logMaxFiles: Int = 5
     /// Drover: the global HTTP status/metrics/ping listener (`status.listen`), if any.
     public var statusListen: ListenAddress?
+    /// Drover: the agent's control socket for droverctl (`control.socket`), absolute;
+    /// by default the pid file's path with `.ctl` for its extension; nil: none.
+    public var controlSocket: String?
     public var location: SourceLocation?
     /// Where each directive was written, by its canonical name (the last
     /// occurrence wins), for `file:line` messages from the master.
@@ -148,6 +151,10 @@ public struct PoolConfig: Sendable {
     public var statusListenAddress: ListenAddress?
     public var pingPath: String?
     public var pingResponse: String = "pong"
+    /// Drover: whether status pages served by the agent show this pool's
+    /// query strings in per-process rows (`status.show_query`); otherwise
+    /// they read "[redacted]".
+    public var statusShowQuery: Bool = false
     public var accessLog: String?
     public var accessFormat: String = "%R - %u %t \"%m %r\" %s"
     public var accessSuppressPaths: [String] = []

@@ -26,11 +26,40 @@ extension ConfigBuilder {
     private mutating func finishGlobal() {
         var g = global.config
         if let pid = g.pid { g.pid = Paths.resolve(pid, against: prefix) }
-        if let log = g.errorLog { g.errorLog = Paths.resolve(log, against: prefix) }
+        if let log = g.errorLog, log != "syslog" { g.errorLog = Paths.resolve(log, against: prefix) }
         if let (spec, location) = global.statusListen {
             g.statusListen = resolve(spec, against: prefix, at: location, directive: "status.listen")
         }
+        g.controlSocket = controlSocket(g)
         global.config = g
+    }
+
+    /// `control.socket` made absolute, or its default from the pid file
+    /// (`/run/drover.pid` → `/run/drover.ctl`); nil when there is none.
+    private func controlSocket(_ g: GlobalConfig) -> String? {
+        if let location = global.setAt["control.socket"] {
+            guard let text = g.controlSocket, !text.isEmpty else { return nil }
+            let absolute = Paths.resolve(text, against: prefix)
+            if absolute.utf8.count > Listen.maxUnixPath {
+                sink.error(location, "control.socket", "socket path '\(absolute)' is too long (\(absolute.utf8.count) bytes; at most \(Listen.maxUnixPath))")
+                return nil
+            }
+            return absolute
+        }
+        guard let pid = g.pid else { return nil }
+        let directory = Paths.directory(of: pid)
+        let name = pid[pid.index(after: pid.lastIndex(of: "/") ?? pid.startIndex)...]
+        var stem = name
+        if let dot = name.lastIndex(of: "."), dot != name.startIndex { stem = name[..<dot] }
+        let path = (directory == "/" ? "/" : directory + "/") + stem + ".ctl"
+        if path.utf8.count > Listen.maxUnixPath {
+            sink.warning(global.setAt["pid"], "control.socket",
+                         "no control socket: '\(path)' (from the pid file) is too long for a Unix socket "
+                            + "(\(path.utf8.count) bytes; at most \(Listen.maxUnixPath)); set control.socket")
+            return nil
+        }
+        if path == pid { return nil }
+        return path
     }
 
     /// A listen spec made absolute; nil (after an error) when the path is too long.
@@ -247,6 +276,10 @@ extension ConfigBuilder {
         var uses: [Use] = []
         if let address = global.config.statusListen, let location = global.setAt["status.listen"] {
             uses.append(Use(owner: "[global]", address: address, location: location, directive: "status.listen"))
+        }
+        if let path = global.config.controlSocket,
+           let location = global.setAt["control.socket"] ?? global.setAt["pid"] {
+            uses.append(Use(owner: "[global]", address: .unix(path: path), location: location, directive: "control.socket"))
         }
         for p in pools {
             for (address, location) in zip(p.config.listen, p.config.listenLocations) {

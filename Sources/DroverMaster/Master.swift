@@ -30,6 +30,7 @@ public final class Master {
     let config: Configuration
     let options: Options
     let workerEntry: (WorkerLaunch) -> Never
+    let agentEntry: (AgentLaunch) -> Never
     let environment: [String: String]
     let generation: UInt32 = 1
 
@@ -46,17 +47,25 @@ public final class Master {
     /// The 1 s tick of every pool (scale-down, listen-queue samples).
     private var tick: TimerWatcher?
     private var emergency: EmergencyRestart
+    /// The agent process (design §5–6): the log channel's reader.
+    private var channel: LogChannel?
+    private var agentPID: Int32 = 0
+    private var agentStartedAt: Int64 = 0
+    private var agentBackoff = Backoff()
+    private var agentTimer: TimerWatcher?
 
     var isRunning: Bool { stopping == nil }
 
-    /// `workerEntry` runs in each forked worker (the `drover` executable
-    /// passes DroverWorker's entry point; master and worker stay siblings).
+    /// `workerEntry` runs in each forked worker and `agentEntry` in the
+    /// forked agent (the `drover` executable passes DroverWorker's and
+    /// DroverAgent's entry points; master, worker and agent stay siblings).
     public init(config: Configuration, options: Options, environment: [String: String],
-                workerEntry: @escaping (WorkerLaunch) -> Never) {
+                workerEntry: @escaping (WorkerLaunch) -> Never, agentEntry: @escaping (AgentLaunch) -> Never) {
         self.config = config
         self.options = options
         self.environment = environment
         self.workerEntry = workerEntry
+        self.agentEntry = agentEntry
         emergency = EmergencyRestart(threshold: config.global.emergencyRestartThreshold,
                                      intervalSeconds: config.global.emergencyRestartInterval)
     }
@@ -100,15 +109,17 @@ public final class Master {
         guard status == 0 else { return status }
         log.notice("ready to handle connections")
         loop.run()
-        cleanUp()
         log.notice("exiting, bye-bye!")
+        cleanUp()
         return 0
     }
 
     /// Opens everything and starts the workers; 0 or an exit status.
     private func start(daemonize: Bool) -> Int32 {
         do {
-            log = try ErrorLog(path: options.forceStderr ? nil : config.global.errorLog, level: config.global.logLevel)
+            // Until the agent takes over: the file itself, or stderr for syslog.
+            let path = options.forceStderr || config.global.errorLog == "syslog" ? nil : config.global.errorLog
+            log = try ErrorLog(path: path, level: config.global.logLevel)
         } catch {
             FD.writeAll(STDERR_FILENO, "ERROR: failed to open error_log: \(error)\n")
             return 78
@@ -128,11 +139,13 @@ public final class Master {
             cleanUp()
             return 78
         }
-        log.notice("drover \(DroverVersion.string) is running, pid \(getpid()), events.mechanism = \(loop.backendName)")
         // A daemon logging to a file lets go of the caller's terminal or pipe
-        // before forking workers, which would otherwise inherit it and keep
-        // e.g. `out=$(drover -D)` waiting until Drover stops.
+        // before forking the agent and the workers, which would otherwise
+        // inherit it and keep e.g. `out=$(drover -D)` waiting until Drover stops.
         if daemonize && log.path != nil { Daemon.detachStderr() }
+        startAgent()
+        log.route(through: channel!)
+        log.notice("drover \(DroverVersion.string) is running, pid \(getpid()), events.mechanism = \(loop.backendName)")
         for pool in pools { pool.start() }
         let tick = TimerWatcher(loop) { [unowned self] in for pool in self.pools { pool.tick() } }
         tick.start(after: 1, repeat: 1)
@@ -151,6 +164,9 @@ public final class Master {
         // Headroom for a reload's second generation and added pools.
         scoreboard = try Scoreboard.create(poolCapacity: max(64, config.pools.count * 2),
                                            slotCapacity: max(256, totalChildren * 2 + 64))
+        let channel = try LogChannel()
+        channel.countDrops(in: scoreboard.droppedLogRecordsCounter)
+        self.channel = channel
         loop = EventLoop(backend: config.global.eventsMechanism)
         installSignalHandlers()
         let base = try Runtime.makeAppSocketDirectory()
@@ -214,7 +230,8 @@ public final class Master {
             (SIGINT, { [unowned self] in self.stop(.fast, reason: "SIGINT") }),
             (SIGQUIT, { [unowned self] in self.stop(.graceful, reason: "SIGQUIT") }),
             (SIGUSR1, { [unowned self] in
-                self.log.warning("received SIGUSR1: log reopening belongs to the agent process, which this version does not have yet; ignored")
+                self.log.notice("received SIGUSR1, reopening the log files")
+                if self.agentPID > 0 { kill(self.agentPID, SIGUSR1) }
             }),
             (SIGUSR2, { [unowned self] in
                 self.log.warning("received SIGUSR2: graceful reload is not implemented in this version yet; ignored")
@@ -234,6 +251,10 @@ public final class Master {
     }
 
     private func childExited(_ pid: Int32, _ status: Int32) {
+        if pid == agentPID {
+            agentExited(status)
+            return
+        }
         for pool in pools where pool.owns(pid) {
             pool.childExited(pid, status: status)
             break
@@ -275,7 +296,73 @@ public final class Master {
         for pool in pools { pool.signalChildren(SIGKILL) }
     }
 
+    // MARK: the agent
+
+    /// Forks the agent. It gets SIGTERM if the master dies, and then writes
+    /// what is left in the channel before it exits.
+    private func startAgent() {
+        guard let channel, isRunning else { return }
+        let launch = AgentLaunch(config: config, scoreboard: scoreboard, channel: channel,
+                                 forceStderr: options.forceStderr, masterPID: getpid())
+        let pid = drover_fork_child(SIGTERM)
+        if pid == 0 { agentEntry(launch) }
+        if pid < 0 {
+            log.error("fork() of the agent: \(SystemError.message(errno))")
+            scheduleAgentRestart()
+            return
+        }
+        agentPID = pid
+        agentStartedAt = Clock.monotonicMicros()
+    }
+
+    /// The agent died: records wait in the channel meanwhile (the master
+    /// keeps its read end), and a new agent starts after the back-off.
+    private func agentExited(_ status: Int32) {
+        let pid = agentPID
+        agentPID = 0
+        guard isRunning else { return }
+        let age = Clock.monotonicMicros() - agentStartedAt
+        log.warning("agent \(pid) \(ExitStatus(status)) after \(ExitStatus.seconds(age)) seconds from start; restarting it")
+        if age < Pool.youngAge {
+            _ = agentBackoff.fail(at: Clock.monotonicMicros())
+        }
+        scheduleAgentRestart()
+    }
+
+    private func scheduleAgentRestart() {
+        let delay = agentBackoff.delay(at: Clock.monotonicMicros())
+        guard delay > 0 else {
+            startAgent()
+            return
+        }
+        let timer = agentTimer ?? TimerWatcher(loop) { [unowned self] in self.startAgent() }
+        agentTimer = timer
+        timer.start(after: Double(delay) / 1e6)
+    }
+
+    /// The last step of stopping: the agent writes what the workers left in
+    /// the channel, then exits (SIGKILL after 5 s).
+    private func stopAgent() {
+        agentTimer?.stop()
+        guard agentPID > 0 else { return }
+        kill(agentPID, SIGTERM)
+        let deadline = Clock.monotonicMicros() + 5_000_000
+        var status: Int32 = 0
+        while Clock.monotonicMicros() < deadline {
+            let r = waitpid(agentPID, &status, WNOHANG)
+            if r == agentPID || (r < 0 && errno == ECHILD) {
+                agentPID = 0
+                return
+            }
+            usleep(10_000)
+        }
+        kill(agentPID, SIGKILL)
+        waitpid(agentPID, &status, 0)
+        agentPID = 0
+    }
+
     private func cleanUp() {
+        stopAgent()
         for pool in pools { pool.closeListeners() }
         if let base = appSocketBase { Runtime.removeAppSocketDirectory(base) }
         if let pidFile { unlink(pidFile) }

@@ -32,12 +32,15 @@ final class App {
     /// request) and memory (/proc/PID/statm, at the end): "last request cpu"
     /// and "last request memory".
     private var usage: ProcessUsage?
+    /// catch_workers_output: the pipes of the app's stdout and stderr.
+    let output: AppOutput?
     private var lastCPUMicros: Int64 = 0
 
     init(launch: WorkerLaunch) throws {
         self.launch = launch
         socketPath = "\(launch.appSocketDirectory)/\(launch.slot).sock"
         (argv, envp) = try Self.commandLine(for: launch.pool, environment: launch.environment)
+        output = launch.pool.catchWorkersOutput ? AppOutput(channel: launch.errorLog.channel, poolIndex: launch.poolIndex) : nil
     }
 
     /// The app's argv and environment from the pool's configuration.
@@ -76,6 +79,13 @@ final class App {
         umask(old)
         if listenFD < 0 { throw SystemError("bind(\(socketPath))") }
         defer { FD.close(listenFD) }
+        let writeEnds = try output?.makePipes()
+        defer {
+            if let writeEnds {
+                FD.close(writeEnds.stdout)
+                FD.close(writeEnds.stderr)
+            }
+        }
         var error: Int32 = 0
         let child = withCStrings(argv) { cArgv in
             withCStrings(envp) { cEnv in
@@ -84,8 +94,8 @@ final class App {
                 request.argv = cArgv
                 request.envp = cEnv
                 request.fd0 = listenFD
-                request.fd1 = -1
-                request.fd2 = -1
+                request.fd1 = writeEnds?.stdout ?? -1
+                request.fd2 = writeEnds?.stderr ?? -1
                 request.deathsig = SIGTERM
                 request.new_process_group = 1
                 guard let dir = launch.pool.chdir else { return drover_spawn(&request, &error) }
@@ -102,6 +112,7 @@ final class App {
             throw SystemError("execve(\(argv[0]))", errno: error)
         }
         pid = child
+        output?.started(pid: child)
         usage = ProcessUsage(pid: child)
         startedAt = Clock.monotonicMicros()
         requests = 0
@@ -145,19 +156,25 @@ final class App {
     }
 
     /// Stops the app: SIGTERM to its process group, SIGKILL after `grace`.
-    func stop(grace: Int64 = 2_000_000) {
+    /// Returns how it ended when that was not by these signals: an app that
+    /// was already dying (a crash the relay noticed as a closed connection)
+    /// keeps its own cause of death. nil when it was stopped.
+    @discardableResult
+    func stop(grace: Int64 = 2_000_000) -> ExitStatus? {
         closeConnection()
-        guard pid > 0 else { return }
+        guard pid > 0 else { return nil }
+        var status: Int32 = 0
         kill(-pid, SIGTERM)
         kill(pid, SIGTERM)
         let deadline = Clock.monotonicMicros() + grace
-        var status: Int32 = 0
         while Clock.monotonicMicros() < deadline {
             let r = waitpid(pid, &status, WNOHANG)
             if r == pid || (r < 0 && errno == ECHILD) {
+                let reaped = r == pid
                 pid = 0
                 forgetUsage()
-                return
+                let how = ExitStatus(status)
+                return reaped && how.signal != SIGTERM ? how : nil
             }
             usleep(5_000)
         }
@@ -166,6 +183,7 @@ final class App {
         waitpid(pid, &status, 0)
         pid = 0
         forgetUsage()
+        return nil
     }
 
     /// CPU (percent of `wallMicros`) since the request started, and the

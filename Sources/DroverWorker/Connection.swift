@@ -24,6 +24,8 @@ final class ClientConnection {
     /// Requests completed on this connection: only a connection that has
     /// carried a request (with FCGI_KEEP_CONN) is parked when it goes quiet.
     var requestsServed = 0
+    /// The peer as the access log's %R shows it ("-" for Unix sockets, as php-fpm).
+    lazy var peerText: [UInt8] = Array((peer == .unix ? "-" : peer.description).utf8)
 
     init(fd: Int32, peer: PeerAddress) {
         self.fd = fd
@@ -81,6 +83,8 @@ struct ActiveRequest {
     var clientGone = false
     var abortSent = false
     var statusKnown = false
+    /// The response's status: the app's Status header, 200 without one (CGI).
+    var status = 200
     var bytesIn: UInt64 = 0
     var bytesOut: UInt64 = 0
     /// After the client left: when the app must have finished (abortGrace).

@@ -43,6 +43,7 @@ extension Worker {
     func serve(_ conn: ClientConnection) -> Bool {
         clientBuffer.load(conn.leftover)
         conn.leftover = []
+        if accessLog != nil { currentPeer = conn.peerText }
         appBuffer.reset()
         var s = RelayState()
         while true {
@@ -290,6 +291,7 @@ extension Worker {
         LocalResponse.append(response, requestID: r.id, to: &conn.output)
         r.phase = .local
         r.statusKnown = true
+        r.status = status
         slot.setStatus(status)
     }
 
@@ -374,18 +376,24 @@ extension Worker {
     /// Finds the response's status in the CGI header block, which may span
     /// several STDOUT records (collected in `responseHead`, up to 16 KiB).
     private func noteStatus(_ r: inout ActiveRequest, _ content: UnsafeRawBufferPointer) {
-        if responseHead.isEmpty, let code = CGIResponseHead.statusCode(content) {
-            r.statusKnown = true
-            slot.setStatus(code)
+        // The access log's %{Name}o needs the head itself, not only the status.
+        if responseHead.isEmpty, accessLog == nil, let code = CGIResponseHead.statusCode(content) {
+            setStatus(&r, code)
             return
         }
-        responseHead.append(contentsOf: content)
+        responseHead.append(contentsOf: content.prefix(16 * 1024 - responseHead.count))
         if let code = responseHead.withUnsafeBytes({ CGIResponseHead.statusCode($0) }) {
-            r.statusKnown = true
-            slot.setStatus(code)
-        } else if responseHead.count > 16 * 1024 {
+            setStatus(&r, code)
+        } else if responseHead.count >= 16 * 1024 || accessLog != nil {
+            // Without a Status header in the first record the app means 200.
             r.statusKnown = true
         }
+    }
+
+    private func setStatus(_ r: inout ActiveRequest, _ code: Int) {
+        r.statusKnown = true
+        r.status = code
+        slot.setStatus(code)
     }
 
     /// The app connection failed mid-request. Before any response bytes the
@@ -393,16 +401,18 @@ extension Worker {
     /// honest signal left. The app is replaced either way.
     private func appBroke(_ conn: ClientConnection, _ s: inout RelayState, _ what: String) {
         guard let r = s.request, r.phase == .app, !r.appEnded else { return }
-        log.warning("\(poolTag) app \(r.appPID) of worker \(getpid()) \(what); \(r.sentToClient ? "closing the client connection" : "answering 502")")
-        replaceApp(conn, &s, answering: (502, "Bad Gateway"))
+        let died = replaceApp(conn, &s, answering: (502, "Bad Gateway"))
+        log.warning("\(poolTag) app \(r.appPID) of worker \(getpid()) \(what)\(died.map { " (it \($0))" } ?? ""); \(r.sentToClient ? "closing the client connection" : "answering 502")")
+        if let died { noteAppCrash(died) }
     }
 
     /// Stops the app mid-request (SIGTERM, SIGKILL after a second) and ends
     /// the request: with `answer` when the client has not had a byte yet,
     /// else by closing the client connection.
-    func replaceApp(_ conn: ClientConnection, _ s: inout RelayState, answering answer: (Int, String)) {
-        guard var r = s.request, r.phase == .app, !r.appEnded else { return }
-        app.stop(grace: 1_000_000)
+    @discardableResult
+    func replaceApp(_ conn: ClientConnection, _ s: inout RelayState, answering answer: (Int, String)) -> ExitStatus? {
+        guard var r = s.request, r.phase == .app, !r.appEnded else { return nil }
+        let died = app.stop(grace: 1_000_000)
         slot.setApp(pid: 0)
         s.appReadable = false
         s.appBlocked = false
@@ -419,6 +429,7 @@ extension Worker {
             conn.peerClosed = true
         }
         s.request = r
+        return died
     }
 
     // MARK: writing
@@ -507,8 +518,10 @@ extension Worker {
     /// state of every request, where one blocking recv(2) on the app
     /// replaces poll(2) + read(2).
     private func awaitingOnlyTheApp(_ conn: ClientConnection, _ s: RelayState) -> Bool {
+        // Caught app output must be drained while the app works, which only
+        // poll(2) can watch beside the app's connection.
         guard let r = s.request, r.phase == .app, r.stdinDone, !r.appEnded, !r.clientGone,
-              app.fd >= 0 else { return false }
+              app.fd >= 0, app.output == nil else { return false }
         // A timer due within one wait is left to poll(2), which keeps it exactly.
         if r.nextTimer != .max && r.nextTimer - Clock.monotonicMicros() <= App.answerWait { return false }
         return !clientBuffer.hasPendingOutput && !appBuffer.hasPendingOutput && !conn.hasOutput
@@ -541,6 +554,9 @@ extension Worker {
         pollFDs[0] = pollfd(fd: clientEvents != 0 ? conn.fd : -1, events: clientEvents, revents: 0)
         pollFDs[1] = pollfd(fd: appEvents != 0 && app.fd >= 0 ? app.fd : -1, events: appEvents, revents: 0)
         pollFDs[2] = pollfd(fd: signals, events: Int16(POLLIN), revents: 0)
+        let output = app.output?.fds ?? [-1, -1]
+        pollFDs[3] = pollfd(fd: output[0], events: Int16(POLLIN), revents: 0)
+        pollFDs[4] = pollfd(fd: output[1], events: Int16(POLLIN), revents: 0)
         var timeout: Int32 = -1
         let deadline = min(s.request?.nextTimer ?? .max, s.recordDeadline)
         if deadline != .max {
@@ -551,7 +567,7 @@ extension Worker {
             log.error("\(poolTag) worker \(getpid()): relay has nothing to wait for; closing the connection")
             return false
         }
-        let n = poll(pollFDs, 3, timeout)
+        let n = poll(pollFDs, 5, timeout)
         if n < 0 { return errno == EINTR }
         if n == 0 { return deadlinePassed(conn, &s) }
         let ready = Int16(POLLIN | POLLHUP | POLLERR)
@@ -561,6 +577,7 @@ extension Worker {
         if pollFDs[1].revents & ready != 0 { s.appReadable = true }
         if pollFDs[1].revents & writable != 0 { s.appBlocked = false }
         if pollFDs[2].revents != 0 { _ = handleSignals() }
+        for i in 3..<5 where pollFDs[i].revents != 0 { app.output?.drain(pollFDs[i].fd) }
         return true
     }
 
@@ -600,8 +617,9 @@ extension Worker {
 
     private func finish(_ r: ActiveRequest) {
         let usage = r.phase == .app ? app.usageSince(wallMicros: Clock.monotonicMicros() - r.startedAt) : nil
-        slot.endRequest(at: Clock.realtimeMicros(), bytesIn: r.bytesIn, bytesOut: r.bytesOut,
-                        cpu: usage?.cpu, memory: usage?.memory)
+        let endedAt = Clock.realtimeMicros()
+        slot.endRequest(at: endedAt, bytesIn: r.bytesIn, bytesOut: r.bytesOut, cpu: usage?.cpu, memory: usage?.memory)
+        logAccess(r, usage: usage, endedAt: endedAt)
         inRequest = false
         if !app.keepsConnections { app.closeConnection() }
         guard stopping == nil && appFailureExit == nil else { return }

@@ -19,7 +19,8 @@ extension Worker {
         SlowLog.report(SlowLog.Request(pool: pool.name, workerPID: getpid(), appPID: r.appPID,
                                        scriptFilename: script, method: method, uri: uri,
                                        elapsedMicros: now - r.startedAt,
-                                       startedAtRealtimeMicros: r.startedAtRealtime),
+                                       startedAtRealtimeMicros: r.startedAtRealtime,
+                                       poolIndex: launch.poolIndex),
                        path: path, traceCommand: pool.requestSlowlogTraceCommand.isEmpty ? nil : pool.requestSlowlogTraceCommand, traceTimeout: Self.traceTimeout, errorLog: log)
     }
 

@@ -35,10 +35,13 @@ public enum SlowLog {
         public var uri: String
         public var elapsedMicros: Int64
         public var startedAtRealtimeMicros: Int64
+        /// The pool's position in the configuration (the agent's file for it).
+        public var poolIndex: Int
 
         public init(pool: String, workerPID: Int32, appPID: Int32, scriptFilename: String, method: String,
-                    uri: String, elapsedMicros: Int64, startedAtRealtimeMicros: Int64) {
+                    uri: String, elapsedMicros: Int64, startedAtRealtimeMicros: Int64, poolIndex: Int = 0) {
             self.pool = pool
+            self.poolIndex = poolIndex
             self.workerPID = workerPID
             self.appPID = appPID
             self.scriptFilename = scriptFilename
@@ -113,14 +116,19 @@ public enum SlowLog {
                                   traceTimeout: Double, errorLog: ErrorLog?, tag: String) {
         // Hold none of the worker's fds (client and app connections, the
         // listening sockets): a connection the worker closes must close.
-        let keep = errorLog.map(\.fd) ?? -1
-        if keep > 3 { drover_close_range(3, UInt32(keep - 1)) }
-        drover_close_range(UInt32(max(keep, 2) + 1), UInt32.max)
+        FD.closeAll(except: [errorLog?.fd ?? -1, errorLog?.channel?.sendFD ?? -1])
         // A safety net: a helper stuck anywhere must not linger.
         alarm(UInt32(min(traceTimeout, 86_400).rounded(.up)) + 30)
 
         let trace = traceCommand.map { TraceResult.run($0, timeout: traceTimeout) }
         let entry = format(r, probe: probe, trace: trace)
+        // Through the agent, the only writer of log files, when it runs.
+        if let channel = errorLog?.channel {
+            if !channel.send(LogRecordHeader(kind: .slow, pool: UInt16(clamping: r.poolIndex), pid: r.workerPID), entry) {
+                errorLog?.error("\(tag): the log channel is full; entry dropped")
+            }
+            return
+        }
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
         if fd < 0 {
             errorLog?.error("\(tag): unable to open slowlog: \(SystemError("open(\(path))"))")

@@ -35,7 +35,10 @@ public final class Worker {
     /// Scratch space reused by every request, so the hot path allocates nothing.
     var params: [UInt8] = []
     var responseHead: [UInt8] = []
-    let pollFDs = UnsafeMutablePointer<pollfd>.allocate(capacity: 3)
+    /// The pool's access log, when it has one; `currentPeer` is %R.
+    var accessLog: AccessLog?
+    var currentPeer: [UInt8] = []
+    let pollFDs = UnsafeMutablePointer<pollfd>.allocate(capacity: 5)
     private let eventTokens = UnsafeMutablePointer<UInt64>.allocate(capacity: 64)
     private let eventFlags = UnsafeMutablePointer<UInt32>.allocate(capacity: 64)
     /// ping.path and pm.status_path as bytes, compared with the request's.
@@ -48,7 +51,7 @@ public final class Worker {
     enum Stop { case graceful, fast }
 
     enum Token: UInt64 {
-        case listen = 1, signal, app, client
+        case listen = 1, signal, app, client, output
         static func make(_ kind: Token, _ fd: Int32) -> UInt64 { kind.rawValue << 32 | UInt64(UInt32(bitPattern: fd)) }
         static func split(_ token: UInt64) -> (Token, Int32) {
             (Token(rawValue: token >> 32) ?? .client, Int32(bitPattern: UInt32(truncatingIfNeeded: token)))
@@ -64,12 +67,13 @@ public final class Worker {
         pingPath = launch.pool.pingPath.map { Array($0.utf8) }
         statusPath = launch.pool.statusPath.map { Array($0.utf8) }
         params.reserveCapacity(8192)
+        accessLog = AccessLog(pool: launch.pool, poolIndex: launch.poolIndex)
     }
 
     var poolTag: String { "[pool \(pool.name)]" }
 
     func main() -> WorkerExit {
-        closeInheritedDescriptors()
+        FD.closeAll(except: launch.keepFDs)
         do {
             try applyLimits()
             try dropPrivileges()
@@ -77,6 +81,7 @@ public final class Worker {
             app = try App(launch: launch)
             try app.start()
             slot.setApp(pid: app.pid)
+            watchAppOutput()
         } catch {
             log.error("\(poolTag) worker \(getpid()): \(error)")
             slot.setState(.draining)
@@ -90,18 +95,6 @@ public final class Worker {
     }
 
     // MARK: set-up
-
-    /// The master's libev fds, other pools' sockets and so on are not ours.
-    private func closeInheritedDescriptors() {
-        let keep = Set(launch.keepFDs)
-        var fd: Int32 = 3
-        let highest = keep.max() ?? 2
-        while fd <= highest {
-            if !keep.contains(fd) { FD.close(fd) }
-            fd += 1
-        }
-        drover_close_range(UInt32(highest + 1), UInt32.max)
-    }
 
     private func applyLimits() throws {
         try ProcessLimits.apply(files: pool.rlimitFiles, core: pool.rlimitCore, priority: pool.processPriority)
@@ -156,6 +149,7 @@ public final class Worker {
                     app.keepsConnections = false
                     app.closeConnection()
                 }
+                if kind == .output { app.output?.drain(fd) }
             }
             // Then accept, before serving kept connections: a connection
             // taken off the queue is one no other worker will be woken for.
@@ -246,20 +240,28 @@ public final class Worker {
         let seconds = ExitStatus.seconds(ran)
         if !inRequest { app.closeConnection() }
         if stopping != nil { return }
-        // Died young without serving anything: a crash loop in the making.
-        // The master owns the back-off, so hand the decision to it.
-        if ran < 1_000_000 && served == 0 {
-            log.warning("\(poolTag) app \(pid) of worker \(getpid()) \(how) after \(seconds) seconds from start")
-            appFailureExit = .appDiedYoung
-            return
-        }
         // Not asked to stop (stop() reaps the app itself): a crash, even
         // with exit code 0, since an app is meant to run until told.
         log.warning("\(poolTag) app \(pid) of worker \(getpid()) \(how) after \(seconds) seconds from start")
-        slot.countCrash()
-        if how.signal == SIGSEGV || how.signal == SIGBUS { PoolEvent.send(.appCrashed, to: launch.eventFD) }
+        // Died young without serving anything: a crash loop in the making.
+        // The master owns the back-off (and counts the crash when this
+        // worker exits), so hand the decision to it.
+        if ran < 1_000_000 && served == 0 {
+            noteAppCrash(how, counted: true)
+            appFailureExit = .appDiedYoung
+            return
+        }
+        noteAppCrash(how)
         // Mid-request the relay answers the client first, then restarts it.
         if !inRequest { startApp() }
+    }
+
+    /// Accounts for an app that died without being asked: the pool's crash
+    /// count (unless the master will count this worker's exit instead), and
+    /// SIGSEGV/SIGBUS for emergency_restart_threshold.
+    func noteAppCrash(_ how: ExitStatus, counted: Bool = false) {
+        if !counted { slot.countCrash() }
+        if how.signal == SIGSEGV || how.signal == SIGBUS { PoolEvent.send(.appCrashed, to: launch.eventFD) }
     }
 
     /// Starts a new app; on failure logs it, marks the worker for exit (the
@@ -269,6 +271,7 @@ public final class Worker {
         do {
             try app.start()
             slot.setApp(pid: app.pid)
+            watchAppOutput()
             return nil
         } catch {
             log.error("\(poolTag) worker \(getpid()): \(error)")
@@ -277,11 +280,19 @@ public final class Worker {
         }
     }
 
+    /// The app's output pipes join the epoll set (close(2) takes them out).
+    private func watchAppOutput() {
+        for fd in app.output?.fds ?? [] where fd >= 0 {
+            try? watch(fd, .output, events: UInt32(DROVER_EPOLLIN))
+        }
+    }
+
     private func shutDown() {
         slot.setState(.draining)
         for conn in kept.values { conn.close() }
         kept.removeAll()
         app?.stop()
+        app?.output?.close()
         unlink(app?.socketPath ?? "")
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DroverAgent
 import DroverConfig
 import DroverCore
 import DroverMaster
@@ -80,7 +81,7 @@ struct Drover: ParsableCommand {
             Console.log(.error, "FPM initialization failed")
             throw ExitCode(78)
         }
-        let problems = Master.privilegeProblems(config, allowRoot: allowRoot)
+        let problems = config.accessFormatProblems + Master.privilegeProblems(config, allowRoot: allowRoot)
         if test > 0 {
             for warning in config.warnings { Console.log(.warning, "\(warning)") }
             for problem in problems { Console.log(.error, problem) }
@@ -100,7 +101,7 @@ struct Drover: ParsableCommand {
         options.daemonize = noDaemonize ? false : (daemonize ? true : nil)
         options.pidFile = pidFile
         let master = Master(config: config, options: options, environment: Environment.current(),
-                            workerEntry: { Worker.run($0) })
+                            workerEntry: { Worker.run($0) }, agentEntry: { Agent.run($0) })
         let status = master.run()
         if status != 0 { throw ExitCode(status) }
     }

@@ -9,5 +9,6 @@ struct DroverCtl: ParsableCommand {
         discussion: """
             Run 'droverctl help <subcommand>' for what each subcommand does, with examples.
             """,
-        subcommands: [RequestCommand.self])
+        subcommands: [StatusCommand.self, ReloadCommand.self, ReopenCommand.self, StopCommand.self,
+                      RequestCommand.self])
 }

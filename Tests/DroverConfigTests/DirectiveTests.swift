@@ -26,14 +26,17 @@ final class DirectiveTests: XCTestCase {
     static let implementedGlobal: Set = [
         "include", "pid", "error_log", "log_level", "daemonize", "process_control_timeout", "rlimit_files", "rlimit_core",
         "events.mechanism", "process.priority", "emergency_restart_threshold", "emergency_restart_interval", "process.max",
+        "status.listen", "control.socket", "syslog.ident", "syslog.facility", "log_limit", "log.max_size", "log.max_files",
     ]
     static let implementedPool: Set = [
         "prefix", "user", "group", "listen", "listen.backlog", "listen.owner", "listen.group", "listen.mode",
         "listen.allowed_clients", "pm", "pm.max_children", "pm.status_path", "ping.path", "ping.response", "rlimit_files",
         "rlimit_core", "chdir", "clear_env", "env[]", "php_value[]", "php_flag[]", "php_admin_value[]", "php_admin_flag[]",
         "command", "process.priority", "process.dumpable", "pm.start_servers", "pm.min_spare_servers",
+        "access.log", "access.format", "access.suppress_path[]", "catch_workers_output", "decorate_workers_output",
         "pm.max_spare_servers", "pm.max_spawn_rate", "pm.process_idle_timeout", "pm.max_requests", "slowlog",
         "request_slowlog_timeout", "request_terminate_timeout", "request_slowlog_trace_command",
+        "pm.status_listen", "status.show_query",
     ]
 
     func testEveryPHPFPMDirectiveIsRecognised() {
@@ -75,7 +78,7 @@ final class DirectiveTests: XCTestCase {
         "emergency_restart_interval": "1m", "process_control_timeout": "10s", "process.max": "128",
         "process.priority": "-5", "daemonize": "no", "rlimit_files": "1024", "rlimit_core": "unlimited",
         "events.mechanism": "epoll", "systemd_interval": "30", "log.max_size": "10M", "log.max_files": "3",
-        "status.listen": "127.0.0.1:9900",
+        "status.listen": "127.0.0.1:9900", "control.socket": "run/d.ctl", "status.show_query": "yes",
         "prefix": "", "user": "nobody", "group": "nogroup", "listen": "/tmp/sample.sock", "listen.backlog": "128",
         "listen.acl_users": "www-data", "listen.acl_groups": "www-data", "listen.owner": "www-data",
         "listen.group": "www-data", "listen.mode": "0666", "listen.allowed_clients": "127.0.0.1", "listen.setfib": "1",
@@ -268,8 +271,8 @@ final class DirectiveTests: XCTestCase {
         XCTAssertEqual(r.config?.global.errorLog, dir.path + "/log/drover.log")
         _ = path
         let (s, _, spath) = loadText("[global]\nerror_log = syslog\n\(minimalPool)")
-        XCTAssertNil(s.config?.global.errorLog)
-        assertDiagnostic(s.warnings, at: spath, line: 2, directive: "error_log", contains: "'syslog' is recognised but not implemented yet by Drover")
+        XCTAssertEqual(s.config?.global.errorLog, "syslog")     // not a path under the prefix
+        XCTAssertTrue(s.warnings.isEmpty, "\(s.warnings) \(spath)")
     }
 
     func testLogLevel() {
@@ -407,5 +410,59 @@ final class DirectiveTests: XCTestCase {
         XCTAssertEqual(r.config?.pools[0].maxChildren, 2)
         XCTAssertTrue(r.warnings.map(\.description).contains("\(path):4: pm.max_children: set again (first at \(path):3); the last value wins"),
                       r.warningText)
+    }
+
+    /// control.socket: explicit (relative to the prefix), derived from the pid file, or none.
+    func testControlSocket() throws {
+        let (r, _, path) = loadText("""
+            [global]
+            control.socket = run/d.ctl
+            [www]
+            listen = /tmp/x.sock
+            pm.max_children = 1
+            """)
+        let directory = String(path[..<path.lastIndex(of: "/")!])
+        XCTAssertEqual(r.config?.global.controlSocket, directory + "/run/d.ctl")
+
+        let derived = try XCTUnwrap(loadOK("""
+            [global]
+            pid = /run/drover/drover.pid
+            [www]
+            listen = /tmp/x.sock
+            pm.max_children = 1
+            """))
+        XCTAssertEqual(derived.global.controlSocket, "/run/drover/drover.ctl")
+        XCTAssertTrue(ConfigLoader.dump(derived).contains("\tcontrol.socket = /run/drover/drover.ctl"))
+
+        let noExtension = try XCTUnwrap(loadOK("[global]\npid = /run/drover.d/pidfile\n" + minimalPool))
+        XCTAssertEqual(noExtension.global.controlSocket, "/run/drover.d/pidfile.ctl")
+
+        let off = try XCTUnwrap(loadOK("[global]\npid = /run/drover.pid\ncontrol.socket =\n" + minimalPool))
+        XCTAssertNil(off.global.controlSocket)
+
+        let none = try XCTUnwrap(loadOK(minimalPool))
+        XCTAssertNil(none.global.controlSocket)
+
+        assertError("""
+            [global]
+            control.socket = /tmp/x.sock
+            [www]
+            listen = /tmp/x.sock
+            pm.max_children = 1
+            """, line: 4, directive: "listen", contains: "is already used by [global] (control.socket at ")
+        assertError("""
+            [global]
+            control.socket = @abstract
+            [www]
+            listen = /tmp/x.sock
+            pm.max_children = 1
+            """, line: 2, directive: "control.socket", contains: "must be a file path")
+    }
+
+    func testStatusShowQuery() throws {
+        let c = try XCTUnwrap(loadOK(minimalPool + "\nstatus.show_query = yes\n"))
+        XCTAssertTrue(c.pools[0].statusShowQuery)
+        let d = try XCTUnwrap(loadOK(minimalPool))
+        XCTAssertFalse(d.pools[0].statusShowQuery)
     }
 }

@@ -334,11 +334,11 @@ final class ValidationTests: XCTestCase {
             listen = /tmp/x.sock
             pm = dynamic
             pm.max_children = 0
-            catch_workers_output = yes
+            apparmor_hat = drover
             """)
         XCTAssertNil(r.config)
         assertDiagnostic(r.errors, at: path, line: 4, directive: "pm.max_children", contains: "must be a positive value")
-        assertDiagnostic(r.warnings, at: path, line: 5, directive: "catch_workers_output", contains: "recognised but not implemented yet by Drover; ignored")
+        assertDiagnostic(r.warnings, at: path, line: 5, directive: "apparmor_hat", contains: "recognised but not implemented yet by Drover; ignored")
     }
 
     func testConfigErrorsDescriptionListsEveryError() throws {

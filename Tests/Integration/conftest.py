@@ -164,6 +164,24 @@ def children_of(pid):
     return [p for p in all_pids() if (st := proc_stat(p)) and st[1] == pid and st[0] != "Z"]
 
 
+AGENT_COMM = "drover: agent"
+
+
+def agent_of(master):
+    """The agent process of a Drover master (its child named 'drover: agent')."""
+    return next((p for p in children_of(master) if proc_comm(p) == AGENT_COMM), None)
+
+
+def workers_of(master):
+    """A master's worker processes: its children but the agent."""
+    return [p for p in children_of(master) if proc_comm(p) != AGENT_COMM]
+
+
+def worker_descendants(master):
+    """Workers and everything below them (apps and their children), without the agent."""
+    return [p for p in descendants(master) if p != agent_of(master)]
+
+
 def rss_kib(pid):
     """(VmRSS, RssAnon) of `pid` in KiB."""
     values = {}

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import (DROVER_BIN, IS_ROOT, PHP_LIMITS, READY_LINE, TIMEOUT, descendants, fcgi_request,
-                      children_of, free_port, ipv6_available, pid_alive, pool_section, proc_comm, status_full,
+                      agent_of, children_of, free_port, ipv6_available, pid_alive, pool_section, proc_comm, status_full,
                       wait_for, wait_sleeping_app)
 
 
@@ -200,7 +200,8 @@ def test_daemon_does_not_hold_the_callers_output_open(drover_factory, workdir):
         d.known_pids.add(pid)
         d.known_pids.update(descendants(pid))
         holders = [] if released else [
-            (p, proc_comm(p), "master" if p == pid else "worker" if p in children_of(pid) else "app")
+            (p, proc_comm(p), "master" if p == pid else "agent" if p == agent_of(pid)
+             else "worker" if p in children_of(pid) else "app")
             for p in sorted(d.known_pids) if pid_alive(p) and _holds_pipe(p, proc)]
         os.kill(pid, signal.SIGTERM)
         _wait_gone(pid)

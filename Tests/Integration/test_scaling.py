@@ -14,7 +14,8 @@ import threading
 import time
 
 from conftest import (TIMEOUT, app_pids, children_of, descendants, fcgi_request, free_port, pid_alive,
-                      pool_section, status, status_full, wait_for, wait_sleeping_app)
+                      pool_section, status, status_full, wait_for, wait_sleeping_app, worker_descendants,
+                      worker_pids, workers_of)
 
 
 # ---------------------------------------------------------------------------
@@ -174,7 +175,7 @@ def test_ondemand_pool_starts_workers_on_demand_and_stops_idle_ones(drover_facto
     d.start(sockets=[sock])
     time.sleep(1.5)         # more than one tick of the master
     assert started_lines(d.log_text(), "www") == [], d.log_text()
-    assert descendants(d.pid) == [], "an ondemand pool started a worker without a request"
+    assert worker_descendants(d.pid) == [], "an ondemand pool started a worker without a request"
 
     hello = script_path(workdir, "hello.php")
     r = fcgi_request(sock, hello, query="name=first")
@@ -185,9 +186,9 @@ def test_ondemand_pool_starts_workers_on_demand_and_stops_idle_ones(drover_facto
     assert 1 <= doc["total processes"] <= 5, doc
     assert len(started_lines(d.log_text(), "www")) >= 1
 
-    wait_for(lambda: not children_of(d.pid), timeout=10, interval=0.2,
+    wait_for(lambda: not workers_of(d.pid), timeout=10, interval=0.2,
              what="idle ondemand workers to be stopped")
-    wait_for(lambda: not descendants(d.pid), timeout=5, what="their apps to exit")
+    wait_for(lambda: not worker_descendants(d.pid), timeout=5, what="their apps to exit")
     assert d.proc.poll() is None
 
     # A new connection starts a worker again.
@@ -503,3 +504,44 @@ def test_last_request_cpu_is_a_percentage_of_the_request(drover_factory, workdir
     measured = [row for row in rows if row["state"] == "Idle" and row["last request memory"] > 0]
     for row in measured:
         assert 0 <= row["last request cpu"] <= 150, row
+
+
+# ---------------------------------------------------------------------------
+# emergency restart and process.max
+# ---------------------------------------------------------------------------
+
+def test_emergency_restart_after_segfaults(drover_factory, workdir):
+    """emergency_restart_threshold = 2 within emergency_restart_interval:
+    two apps dying of SIGSEGV log php-fpm's "failed processes threshold"
+    line and every worker is replaced (gracefully); the pool keeps serving."""
+    d = drover_factory()
+    sock = d.sock("www")
+    d.write_config([pool_section("www", sock, max_children=2)],
+                   global_extra="emergency_restart_threshold = 2\nemergency_restart_interval = 30s\n")
+    d.start(statuses=[(sock, 2)])
+    before = set(worker_pids(sock))
+    # Let each app serve a request first, so that its crash is not "died young".
+    time.sleep(1.1)
+    for _ in range(2):
+        fcgi_request(sock, script_path(workdir, "segv.php"))
+    line = "failed processes threshold (2 in 30 sec) is reached, initiating reload"
+    wait_for(lambda: line in d.log_text(), timeout=10, what=f"the emergency restart in:\n{d.log_text()}")
+    wait_for(lambda: not any(pid_alive(p) for p in before), timeout=10, what="the old workers to exit")
+    r = fcgi_request(sock, script_path(workdir, "hello.php"), query="name=after")
+    assert r.status == 200, r
+    assert d.proc.poll() is None
+
+
+def test_process_max_limits_workers(drover_factory, workdir):
+    """process.max caps the workers of all pools together, with php-fpm's
+    warning."""
+    d = drover_factory()
+    sock = d.sock("www")
+    d.write_config([pool_section("www", sock, max_children=4)], global_extra="process.max = 2\n")
+    d.start(sockets=[sock])
+    wait_for(lambda: "consider raising 'process.max'" in d.log_text(), timeout=10,
+             what=f"the process.max warning in:\n{d.log_text()}")
+    time.sleep(0.5)
+    assert len(workers_of(d.proc.pid)) == 2, d.log_text()
+    r = fcgi_request(sock, script_path(workdir, "hello.php"), query="name=capped")
+    assert r.status == 200, r

@@ -34,6 +34,14 @@ enum {
     DROVER_MFD_CLOEXEC = 1,
 };
 
+/* ---- the log channel -------------------------------------------------------
+ * A SOCK_SEQPACKET socketpair (close-on-exec): one packet per log record. */
+int drover_seqpacket_pair(int fds[2]);
+/* Raises SO_SNDBUF to `bytes` (SO_SNDBUFFORCE when permitted). */
+void drover_set_send_buffer(int fd, int bytes);
+/* Sends head+body as one packet without blocking; -1/errno (EAGAIN: full). */
+long drover_send2(int fd, const void *head, size_t head_len, const void *body, size_t body_len);
+
 /* ---- epoll ---------------------------------------------------------------- */
 int drover_epoll_create(void);
 /* events: EPOLLIN etc.; data: caller's token */
@@ -108,7 +116,7 @@ int drover_unix_is_live(const char *path);
  * it with drover_sb_slot_read, which retries while a write is in progress. */
 
 #define DROVER_SB_MAGIC 0x52564f4455524400ULL /* "DROVER\0" ish */
-#define DROVER_SB_LAYOUT 2
+#define DROVER_SB_LAYOUT 3
 
 enum drover_pm { DROVER_PM_STATIC = 0, DROVER_PM_DYNAMIC = 1, DROVER_PM_ONDEMAND = 2 };
 
@@ -134,6 +142,7 @@ struct drover_sb_header {
     uint64_t pools_offset;
     uint64_t slots_offset;
     uint64_t total_size;
+    uint64_t dropped_log_records; /* log records the channel had no room for (every process) */
 };
 
 struct drover_sb_pool {
@@ -155,7 +164,6 @@ struct drover_sb_pool {
     uint64_t slow_requests;
     uint64_t spawns;
     uint64_t crashes;
-    uint64_t dropped_log_records;
     /* scaling (design §3) */
     uint32_t total;            /* workers alive; written by the master */
     uint32_t ready;            /* workers past start-up: +1 by a worker when it first goes idle, -1 by the master at reap */

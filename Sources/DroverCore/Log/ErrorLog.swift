@@ -1,11 +1,15 @@
 import DroverConfig
 import Glibc
 
-/// The error log: php-fpm's line format, `[21-Nov-2026 12:09:26] NOTICE: text`,
-/// one write(2) per line on an O_APPEND fd shared by the master and its
-/// workers, so lines from several processes never interleave.
+/// The error log: php-fpm's line format, `[21-Nov-2026 12:09:26] NOTICE: text`.
+/// Until the agent runs, lines are written with one write(2) each to the
+/// file (or stderr); once the master routes the log through the log channel,
+/// every process sends its lines to the agent, the only writer of log files
+/// (design §5), and holds no log file open.
 public final class ErrorLog: @unchecked Sendable {
+    /// The file written directly; -1 once the log goes through the channel.
     public private(set) var fd: Int32
+    public private(set) var channel: LogChannel?
     public var level: LogLevel
     /// The path when logging to a file (nil: stderr).
     public let path: String?
@@ -31,7 +35,20 @@ public final class ErrorLog: @unchecked Sendable {
 
     public func log(_ level: LogLevel, _ message: @autoclosure () -> String) {
         guard level >= self.level else { return }
-        FD.writeAll(fd, Self.format(level, message(), at: Clock.realtimeMicros()))
+        let line = Self.format(level, message(), at: Clock.realtimeMicros())
+        if let channel {
+            channel.send(LogRecordHeader(kind: .error, pid: getpid()), line)
+        } else {
+            FD.writeAll(fd, line)
+        }
+    }
+
+    /// From now on lines go to the agent through `channel`; a log file this
+    /// object opened is closed (stderr stays open).
+    public func route(through channel: LogChannel) {
+        self.channel = channel
+        if path != nil && fd >= 0 { FD.close(fd) }
+        fd = -1
     }
 
     /// `[21-Nov-2026 12:09:26] NOTICE: message\n` (local time, like php-fpm).

@@ -23,7 +23,9 @@ public struct WorkerLaunch: @unchecked Sendable {
     /// The write end of the pool's event pipe (PoolEvent).
     public var eventFD: Int32
     /// Descriptors the worker keeps; every other inherited one is closed.
-    public var keepFDs: [Int32] { listenFDs + [errorLog.fd, scoreboard.fd, eventFD, 0, 1, 2] }
+    public var keepFDs: [Int32] {
+        listenFDs + [errorLog.fd, errorLog.channel?.sendFD ?? -1, scoreboard.fd, eventFD, 0, 1, 2]
+    }
 
     public init(pool: PoolConfig, poolIndex: Int, slot: Int, generation: UInt32, listenFDs: [Int32],
                 scoreboard: Scoreboard, errorLog: ErrorLog, appSocketDirectory: String, runAs: Account?,

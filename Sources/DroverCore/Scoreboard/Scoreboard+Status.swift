@@ -43,7 +43,8 @@ extension Scoreboard {
             slowRequests: drover_atomic_load64(&shared.pointee.slow_requests),
             spawns: drover_atomic_load64(&shared.pointee.spawns),
             crashes: drover_atomic_load64(&shared.pointee.crashes),
-            backoffMilliseconds: drover_atomic_load32(&shared.pointee.backoff_ms))
+            backoffMilliseconds: drover_atomic_load32(&shared.pointee.backoff_ms),
+            droppedLogRecords: drover_atomic_load64(droppedLogRecordsCounter))
         for i in 0..<slotCapacity {
             var s = drover_sb_slot()
             guard drover_sb_slot_read(slot(i), &s) == 0, Int(s.pool_index) == index,

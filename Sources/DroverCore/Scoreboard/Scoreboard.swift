@@ -96,6 +96,12 @@ public final class Scoreboard: @unchecked Sendable {
 
     public var startTimeMicros: Int64 { header.pointee.start_time_us }
 
+    /// The counter of dropped log records (LogChannel adds to it).
+    public var droppedLogRecordsCounter: UnsafeMutablePointer<UInt64> {
+        UnsafeMutableRawPointer(header).assumingMemoryBound(to: drover_sb_header.self)
+            .pointer(to: \.dropped_log_records)!
+    }
+
     func pool(_ index: Int) -> UnsafeMutablePointer<drover_sb_pool> {
         precondition(index >= 0 && index < poolCapacity)
         return (base + Int(header.pointee.pools_offset)).assumingMemoryBound(to: drover_sb_pool.self) + index
@@ -125,7 +131,7 @@ public struct PoolLimits: Sendable {
 }
 
 public enum PoolCounter: Sendable {
-    case acceptedConnections, maxChildrenReached, slowRequests, spawns, crashes, droppedLogRecords
+    case acceptedConnections, maxChildrenReached, slowRequests, spawns, crashes
 }
 
 extension Scoreboard {
@@ -158,7 +164,6 @@ extension Scoreboard {
         case .slowRequests: drover_atomic_add64(&p.pointee.slow_requests, value)
         case .spawns: drover_atomic_add64(&p.pointee.spawns, value)
         case .crashes: drover_atomic_add64(&p.pointee.crashes, value)
-        case .droppedLogRecords: drover_atomic_add64(&p.pointee.dropped_log_records, value)
         }
     }
 

@@ -83,4 +83,18 @@ public enum FD {
         if drover_pipe2(&fds, flags) != 0 { throw SystemError("pipe2()") }
         return (fds[0], fds[1])
     }
+
+    /// Closes every descriptor from 3 up except `keep` (negative entries are
+    /// ignored): a forked worker, agent or helper must not hold what its
+    /// parent had open (other pools' sockets, client connections, libev's fds).
+    public static func closeAll(except keep: [Int32]) {
+        let kept = Set(keep.filter { $0 > 2 })
+        let highest = kept.max() ?? 2
+        var fd: Int32 = 3
+        while fd <= highest {
+            if !kept.contains(fd) { close(fd) }
+            fd += 1
+        }
+        drover_close_range(UInt32(highest + 1), UInt32.max)
+    }
 }

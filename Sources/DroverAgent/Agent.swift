@@ -1,0 +1,190 @@
+import CDroverSys
+import CLibuv
+import DroverConfig
+import DroverCore
+import Glibc
+
+// The agent process (design §5–6): the only writer of log files, and the
+// home of the status server and the control socket. The master forks it and
+// calls `Agent.run` in the child.
+//
+// Services — how the other parts of the agent start from here:
+//
+//   `AgentServices.all` (Services.swift) lists start hooks, each
+//   `(AgentContext) throws -> AnyObject`: the HTTP status server, the
+//   pm.status_listen responders and the control socket.
+//
+//   `run` calls every hook once, in order, after the loop, the log channel
+//   watcher and the signal handlers are set up and the log files are open.
+//   The returned object is kept alive in `context.services` for the life of
+//   the process (a service holds its own UVPoll/UVTimer/... handles on
+//   `context.loop`). A hook that throws is logged at ERROR
+//   (`failed to start agent service: ...`) and the agent runs without it.
+//   At exit (SIGTERM/SIGQUIT, master gone) the `context.onExit` closures
+//   run in order before the process ends: a service that created a socket
+//   file registers its unlink there.
+//
+//   Through `AgentContext` a service reaches the loop, what the master handed
+//   over (`launch.config`, `launch.scoreboard`, `launch.masterPID`), the log
+//   router (`log(_:_:)` for its own error-log lines, `reopenLogs()` for
+//   `droverctl reopen`, `router.counts` for status) and `stop()`.
+
+/// What a service started from `Agent.run` gets.
+public final class AgentContext {
+    public let loop: UVLoop
+    public let launch: AgentLaunch
+    public let router: LogRouter
+    /// The objects the `Agent.services` hooks returned, kept alive here.
+    public internal(set) var services: [AnyObject] = []
+    /// Run in order when the agent exits (after the channel is drained).
+    public var onExit: [() -> Void] = []
+    /// Set by run(): drains the channel, runs `onExit` and exits 0.
+    var shutdown: () -> Never = { _exit(0) }
+
+    init(loop: UVLoop, launch: AgentLaunch, router: LogRouter) {
+        self.loop = loop
+        self.launch = launch
+        self.router = router
+    }
+
+    public var config: Configuration { launch.config }
+    public var scoreboard: Scoreboard { launch.scoreboard }
+
+    /// A line in the error log, php-fpm's format, filtered by `log_level`.
+    public func log(_ level: LogLevel, _ message: String) { router.log(level, message) }
+
+    /// Reopens every log file (what SIGUSR1 does); false when one failed.
+    @discardableResult
+    public func reopenLogs() -> Bool { router.reopenAll() }
+
+    /// Ends the agent as SIGTERM does: drain, `onExit`, exit 0.
+    public func stop() -> Never { shutdown() }
+}
+
+public enum Agent {
+    /// Records routed per wake-up of the channel watcher at most; the rest
+    /// waits one loop turn, so a flood of log records cannot starve the
+    /// status server or the signal handlers on the same loop.
+    static let maxRecordsPerWake = 1024
+    /// Records routed at most when draining before exit.
+    static let maxRecordsAtExit = 1_000_000
+
+    /// The agent's main: never returns.
+    public static func run(_ launch: AgentLaunch) -> Never {
+        FD.closeAll(except: launch.keepFDs)
+        setProcessTitle("drover: agent")
+        // Normally done by drover_fork_child already; harmless twice.
+        drover_reset_signals()
+        // SIGINT/SIGHUP from a terminal reach the whole process group: the
+        // master decides, and forwards what concerns the agent.
+        signal(SIGINT, SIG_IGN)
+        signal(SIGHUP, SIG_IGN)
+        signal(SIGUSR2, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
+
+        let router = LogRouter(config: launch.config, forceStderr: launch.forceStderr)
+        let loop = UVLoop()
+        let context = AgentContext(loop: loop, launch: launch, router: router)
+        let runtime = Runtime(context)
+        context.shutdown = { runtime.finish() }
+        do {
+            try runtime.start()
+        } catch {
+            router.log(.alert, "agent: \(error)")
+            _exit(1)
+        }
+        for hook in AgentServices.all {
+            do {
+                context.services.append(try hook(context))
+            } catch {
+                router.log(.error, "failed to start agent service: \(error)")
+            }
+        }
+        loop.run()
+        // The loop only ends when every handle stopped: nothing left to do.
+        runtime.finish()
+    }
+
+    /// `ps` shows the title (libuv rewrites argv in place; prctl name too).
+    static func setProcessTitle(_ title: String) {
+        _ = uv_setup_args(CommandLine.argc, CommandLine.unsafeArgv)
+        _ = uv_set_process_title(title)
+    }
+
+    /// The handles of the running agent.
+    final class Runtime {
+        let context: AgentContext
+        private var channelWatch: UVPoll?
+        private var signals: [UVSignal] = []
+        private var masterCheck: UVTimer?
+        private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: LogChannel.maxRecord, alignment: 8)
+        private var finishing = false
+
+        init(_ context: AgentContext) { self.context = context }
+
+        func start() throws {
+            let loop = context.loop
+            let watch = try UVPoll(loop, fd: context.launch.channel.receiveFD) { [unowned self] in
+                self.drain(limit: Agent.maxRecordsPerWake)
+            }
+            try watch.start()
+            channelWatch = watch
+
+            let reopen = try UVSignal(loop, signal: SIGUSR1) { [unowned self] in
+                self.context.router.reopenAll()
+            }
+            try reopen.start()
+            signals.append(reopen)
+            for sig in [SIGTERM, SIGQUIT] {
+                let s = try UVSignal(loop, signal: sig) { [unowned self] in self.finish() }
+                try s.start()
+                signals.append(s)
+            }
+
+            // PR_SET_PDEATHSIG (set by the master's fork) normally ends us;
+            // this also covers a master that exec'ed or a lost signal.
+            let masterPID = context.launch.masterPID
+            let timer = try UVTimer(loop) { [unowned self] in
+                if getppid() != masterPID { self.finish() }
+            }
+            timer.start(after: 1, repeat: 1)
+            masterCheck = timer
+            // Records that arrived before the loop runs.
+            drain(limit: Agent.maxRecordsPerWake)
+        }
+
+        /// Routes waiting records until the channel is empty or `limit`
+        /// records were routed.
+        func drain(limit: Int) {
+            let fd = context.launch.channel.receiveFD
+            var count = 0
+            while count < limit {
+                switch FD.receive(fd, into: buffer) {
+                case .bytes(let n):
+                    context.router.route(record: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                    count += 1
+                case .wouldBlock, .endOfFile:
+                    return
+                case .failed(let e):
+                    context.router.log(.alert, "agent: recv() on the log channel: \(SystemError.message(e)) (\(e))")
+                    if e == ENOMEM || e == ENOBUFS { return }
+                    // The channel is unusable: end, the master starts a new agent.
+                    finish(status: 1)
+                }
+            }
+        }
+
+        /// Drains what is left (bounded: writers that never stop cannot
+        /// keep the agent alive), writes unfinished lines, runs the
+        /// services' exit hooks and exits with `status`.
+        func finish(status: Int32 = 0) -> Never {
+            if !finishing {
+                finishing = true
+                if status == 0 { drain(limit: Agent.maxRecordsAtExit) }
+                context.router.flushPartials()
+                for hook in context.onExit { hook() }
+            }
+            _exit(status)
+        }
+    }
+}
