@@ -319,8 +319,8 @@ enum DirectiveTable {
             p.statusListen = text.isEmpty ? nil : (try i.listen(), i.location)
         },
         pool("status.show_query", "no", implemented: true, drover: true,
-             "Show query strings (which may hold secrets) in the per-process rows of status pages served by the agent "
-                + "(status.listen, pm.status_listen, droverctl status); otherwise they read `[redacted]`.") { p, i throws(ValueError) in
+             "Show query strings (which may hold secrets) in the per-process rows of every status page "
+                + "(pm.status_path, pm.status_listen, status.listen, droverctl status); otherwise they read `[redacted]`.") { p, i throws(ValueError) in
             p.config.statusShowQuery = try i.bool()
         },
         pool("ping.path", "none", implemented: true,

@@ -147,7 +147,10 @@ public final class Master {
         log.route(through: channel!)
         log.notice("drover \(DroverVersion.string) is running, pid \(getpid()), events.mechanism = \(loop.backendName)")
         for pool in pools { pool.start() }
-        let tick = TimerWatcher(loop) { [unowned self] in for pool in self.pools { pool.tick() } }
+        let tick = TimerWatcher(loop) { [unowned self] in
+            for pool in self.pools { pool.tick() }
+            self.reportDroppedLogRecords()
+        }
         tick.start(after: 1, repeat: 1)
         self.tick = tick
         return 0
@@ -297,6 +300,18 @@ public final class Master {
     }
 
     // MARK: the agent
+
+    private var droppedReported: UInt64 = 0
+
+    /// Log records the channel had no room for are counted in the
+    /// scoreboard (status: "dropped log records") and reported here, once a
+    /// second at most.
+    private func reportDroppedLogRecords() {
+        let dropped = drover_atomic_load64(scoreboard.droppedLogRecordsCounter)
+        guard dropped > droppedReported else { return }
+        log.warning("\(dropped - droppedReported) log records dropped: the log channel to the agent was full")
+        droppedReported = dropped
+    }
 
     /// Forks the agent. It gets SIGTERM if the master dies, and then writes
     /// what is left in the channel before it exits.

@@ -264,7 +264,8 @@ extension Worker {
             if let ping = pingPath, request.pathIs(ping, in: raw) {
                 answerLocally(&r, conn, LocalResponse.ping(pool.pingResponse), status: 200)
             } else if let statusPath, request.pathIs(statusPath, in: raw) {
-                let snapshot = launch.scoreboard.status(pool: launch.poolIndex, liveQueue: ListenQueue.total(of: launch.listenFDs))
+                var snapshot = launch.scoreboard.status(pool: launch.poolIndex, liveQueue: ListenQueue.total(of: launch.listenFDs))
+                if !pool.statusShowQuery { snapshot = snapshot.redactingQueries() }
                 let query = StatusQuery(queryString: request.queryString(in: raw))
                 answerLocally(&r, conn, LocalResponse.status(StatusRenderer.render([snapshot], as: query)), status: 200)
             } else if let problem = connectApp() {

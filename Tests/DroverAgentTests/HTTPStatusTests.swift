@@ -258,11 +258,11 @@ final class HTTPStatusTests: XCTestCase {
     // MARK: redaction
 
     func testQueryStringsAreRedacted() {
-        XCTAssertEqual(AgentStatus.redactedURI("/login.php?token=s3cret"), "/login.php?[redacted]")
-        XCTAssertEqual(AgentStatus.redactedURI("/index.php"), "/index.php")
-        XCTAssertEqual(AgentStatus.redactedURI("/index.php?"), "/index.php?[redacted]")
-        XCTAssertEqual(AgentStatus.redactedURI("-"), "-")
-        let pool = AgentStatus.redacted(samplePool())
+        XCTAssertEqual(PoolStatus.redactedURI("/login.php?token=s3cret"), "/login.php?[redacted]")
+        XCTAssertEqual(PoolStatus.redactedURI("/index.php"), "/index.php")
+        XCTAssertEqual(PoolStatus.redactedURI("/index.php?"), "/index.php?[redacted]")
+        XCTAssertEqual(PoolStatus.redactedURI("-"), "-")
+        let pool = samplePool().redactingQueries()
         XCTAssertEqual(pool.processes.map(\.requestURI), ["/login.php?[redacted]", "/index.php"])
         let full = StatusRenderer.render([pool], as: StatusQuery(queryString: "full")).body
         XCTAssertFalse(full.contains("s3cret"))
@@ -329,7 +329,7 @@ final class HTTPStatusTests: XCTestCase {
 
     func testControlReplies() {
         let recorder = Recorder()
-        let a = actions(recorder, pools: [AgentStatus.redacted(samplePool())])
+        let a = actions(recorder, pools: [samplePool().redactingQueries()])
         XCTAssertEqual(ControlProtocol.reply(to: "reopen", actions: a), ControlReply("OK\n"))
         XCTAssertEqual(recorder.reopened, 1)
         // The signal is checked (0) at once and sent after the reply.
@@ -348,7 +348,7 @@ final class HTTPStatusTests: XCTestCase {
 
     func testControlStatus() {
         let recorder = Recorder()
-        let one = actions(recorder, pools: [AgentStatus.redacted(samplePool())])
+        let one = actions(recorder, pools: [samplePool().redactingQueries()])
         let json = ControlProtocol.reply(to: "status json", actions: one).text
         XCTAssertTrue(json.hasPrefix("[{\"pool\":\"www\""), json)
         XCTAssertTrue(json.hasSuffix("]}]\n"), json)

@@ -38,24 +38,6 @@ public final class AgentStatus {
     }
 
     private func redact(_ pool: PoolStatus) -> PoolStatus {
-        showQuery[pool.name] == true ? pool : AgentStatus.redacted(pool)
-    }
-
-    /// The text that replaces a query string.
-    public static let redactedQuery = "[redacted]"
-
-    /// `pool` with every process's query string (the part of its request URI
-    /// after "?") replaced by "[redacted]"; a URI without one is unchanged.
-    public static func redacted(_ pool: PoolStatus) -> PoolStatus {
-        var copy = pool
-        for index in copy.processes.indices {
-            copy.processes[index].requestURI = redactedURI(copy.processes[index].requestURI)
-        }
-        return copy
-    }
-
-    public static func redactedURI(_ uri: String) -> String {
-        guard let mark = uri.firstIndex(of: "?") else { return uri }
-        return uri[...mark] + redactedQuery
+        showQuery[pool.name] == true ? pool : pool.redactingQueries()
     }
 }
