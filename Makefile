@@ -36,6 +36,8 @@ demo: deps build
 	@echo "  $(BUILD_DIR)/debug/droverctl request /tmp/drover-demo-www.sock $(CURDIR)/Config/demo/hello.php"
 	@echo "  $(BUILD_DIR)/debug/droverctl request /tmp/drover-demo-www.sock /status --query full"
 	@echo "  $(BUILD_DIR)/debug/droverctl request /tmp/drover-demo-cgi.sock $(CURDIR)/Config/demo/hello.cgi"
+	@echo "  $(BUILD_DIR)/debug/droverctl status --socket /tmp/drover-demo.ctl"
+	@echo "  curl http://127.0.0.1:9180/metrics"
 	@echo
 	$(BUILD_DIR)/debug/drover -F $(ROOT_FLAG) -y $(CONFIG)
 
