@@ -66,6 +66,8 @@ public enum Agent {
     /// waits one loop turn, so a flood of log records cannot starve the
     /// status server or the signal handlers on the same loop.
     static let maxRecordsPerWake = 1024
+    /// How long the agent lets records collect after a batch (seconds).
+    static let batchPause = 0.005
     /// Records routed at most when draining before exit.
     static let maxRecordsAtExit = 1_000_000
 
@@ -117,6 +119,8 @@ public enum Agent {
         private var channelWatch: UVPoll?
         private var signals: [UVSignal] = []
         private var masterCheck: UVTimer?
+        /// Restarts the channel watch after a pause (see `channelReadable`).
+        private var pause: UVTimer?
         private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: LogChannel.maxRecord, alignment: 8)
         private var finishing = false
 
@@ -124,11 +128,16 @@ public enum Agent {
 
         func start() throws {
             let loop = context.loop
+            context.router.buffersWrites = true
             let watch = try UVPoll(loop, fd: context.launch.channel.receiveFD) { [unowned self] in
-                self.drain(limit: Agent.maxRecordsPerWake)
+                self.channelReadable()
             }
             try watch.start()
             channelWatch = watch
+            pause = try UVTimer(loop) { [unowned self] in
+                self.drain(limit: Agent.maxRecordsPerWake)
+                try? self.channelWatch?.start()
+            }
 
             let reopen = try UVSignal(loop, signal: SIGUSR1) { [unowned self] in
                 self.context.router.reopenAll()
@@ -153,25 +162,40 @@ public enum Agent {
             drain(limit: Agent.maxRecordsPerWake)
         }
 
+        /// Records arrived. Woken for every record, the agent would cost a
+        /// wake-up per request (and the worker's send a wake-up call); so
+        /// after a batch it stops watching the channel for `batchPause`:
+        /// records collect in the socket meanwhile, and the next batch is
+        /// read and written with one write(2) per file. (Measured with
+        /// bench/run --access-log: docs/performance.md.)
+        func channelReadable() {
+            guard drain(limit: Agent.maxRecordsPerWake) > 0, let pause else { return }
+            channelWatch?.stop()
+            pause.start(after: Agent.batchPause)
+        }
+
         /// Routes waiting records until the channel is empty or `limit`
-        /// records were routed.
-        func drain(limit: Int) {
+        /// records were routed, writes them out, and returns how many.
+        @discardableResult
+        func drain(limit: Int) -> Int {
             let fd = context.launch.channel.receiveFD
             var count = 0
+            defer { context.router.flushAll() }
             while count < limit {
                 switch FD.receive(fd, into: buffer) {
                 case .bytes(let n):
                     context.router.route(record: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
                     count += 1
                 case .wouldBlock, .endOfFile:
-                    return
+                    return count
                 case .failed(let e):
                     context.router.log(.alert, "agent: recv() on the log channel: \(SystemError.message(e)) (\(e))")
-                    if e == ENOMEM || e == ENOBUFS { return }
+                    if e == ENOMEM || e == ENOBUFS { return count }
                     // The channel is unusable: end, the master starts a new agent.
                     finish(status: 1)
                 }
             }
+            return count
         }
 
         /// Drains what is left (bounded: writers that never stop cannot

@@ -10,6 +10,8 @@ struct AccessLog {
     let pool: String
     let poolIndex: UInt16
     let masterPID: Int32
+    /// Looked up once: getpid(2) is a system call.
+    let workerPID = getpid()
     /// URIs whose successful requests are not logged, as bytes.
     let suppressed: [[UInt8]]
     /// One line's buffer, reused.
@@ -54,7 +56,7 @@ extension Worker {
                     record.status = r.status
                     record.contentLength = r.fields.contentLength
                     record.pool = access.pool
-                    record.workerPID = getpid()
+                    record.workerPID = access.workerPID
                     record.masterPID = access.masterPID
                     record.method = field(r.fields.method)
                     record.uri = field(r.fields.uriPath)
@@ -69,7 +71,7 @@ extension Worker {
                 }
             }
             access.line.withUnsafeBytes { bytes in
-                _ = log.channel?.send(LogRecordHeader(kind: .access, pool: access.poolIndex, pid: getpid()), bytes)
+                _ = log.channel?.send(LogRecordHeader(kind: .access, pool: access.poolIndex, pid: access.workerPID), bytes)
             }
         }
         accessLog = access

@@ -32,13 +32,18 @@ final class AppOutput {
         close()
         var out: [Int32] = [-1, -1]
         var err: [Int32] = [-1, -1]
-        if drover_pipe2(&out, Int32(DROVER_O_CLOEXEC) | O_NONBLOCK) != 0 { throw SystemError("pipe2()") }
-        if drover_pipe2(&err, Int32(DROVER_O_CLOEXEC) | O_NONBLOCK) != 0 {
+        // Blocking pipes: the app's end must stay blocking (a full pipe
+        // makes the app wait, as on a terminal, instead of losing output);
+        // only the worker's read ends are made non-blocking.
+        if drover_pipe2(&out, Int32(DROVER_O_CLOEXEC)) != 0 { throw SystemError("pipe2()") }
+        if drover_pipe2(&err, Int32(DROVER_O_CLOEXEC)) != 0 {
             let e = errno
             FD.close(out[0])
             FD.close(out[1])
             throw SystemError("pipe2()", errno: e)
         }
+        try FD.setNonBlocking(out[0])
+        try FD.setNonBlocking(err[0])
         fds = [out[0], err[0]]
         return (out[1], err[1])
     }

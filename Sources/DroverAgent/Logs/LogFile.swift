@@ -38,6 +38,12 @@ public final class LogFile {
     /// After a failed rotation, the next attempt waits until the file has
     /// grown by another `maxSize` (no rename storm on every record).
     private var retryRotationAt: Int64 = 0
+    /// Set by the agent: records are collected and written by `flush()`,
+    /// which it calls after each batch read from the channel — one write(2)
+    /// for many access lines instead of one per request.
+    public var buffersWrites = false
+    private var pending: [UInt8] = []
+    private static let pendingLimit = 64 * 1024
 
     public init(path: String, maxSize: Int64 = 0, maxFiles: Int = 5) throws {
         self.path = path
@@ -59,13 +65,30 @@ public final class LogFile {
 
     public var isStderr: Bool { path == nil }
 
-    /// Writes one record with one write(2); false when it failed.
+    /// Writes one record (whole: rotation happens only between records);
+    /// false when it failed. With `buffersWrites` it is only collected.
     @discardableResult
     public func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard bytes.count > 0 else { return true }
+        if maxSize > 0 && size + Int64(bytes.count) > maxSize { flush() }
         if shouldRotate(adding: bytes.count) { rotateLogged() }
+        if buffersWrites && path != nil {
+            pending.append(contentsOf: bytes)
+            size += Int64(bytes.count)
+            return pending.count < Self.pendingLimit || flush()
+        }
         let ok = FD.writeAll(fd, bytes)
         if ok { size += Int64(bytes.count) } else { failedWrites += 1 }
+        return ok
+    }
+
+    /// Writes what `buffersWrites` collected, with one write(2).
+    @discardableResult
+    public func flush() -> Bool {
+        guard !pending.isEmpty else { return true }
+        let ok = pending.withUnsafeBytes { FD.writeAll(fd, $0) }
+        if !ok { failedWrites += 1 }
+        pending.removeAll(keepingCapacity: true)
         return ok
     }
 
@@ -85,6 +108,7 @@ public final class LogFile {
     public func reopen() throws {
         guard let path else { return }
         let new = try Self.open(path)
+        flush()     // what was collected belongs to the old file
         let old = fd
         fd = new
         size = Self.currentSize(new)
@@ -118,6 +142,7 @@ public final class LogFile {
     }
 
     public func close() {
+        flush()
         if path != nil && fd >= 0 { FD.close(fd) }
         fd = -1
     }

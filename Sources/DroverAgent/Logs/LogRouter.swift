@@ -465,12 +465,24 @@ public final class LogRouter {
 
     // MARK: files
 
+    /// Every file collects records (`LogFile.buffersWrites`) until the next
+    /// `flushAll()`; the agent flushes after each batch from the channel.
+    public var buffersWrites = false {
+        didSet { for file in files.values { file.buffersWrites = buffersWrites } }
+    }
+
+    /// Writes what the files collected.
+    public func flushAll() {
+        for file in files.values { file.flush() }
+    }
+
     /// The file for `path`, shared with every other user of the same path.
     private func file(_ path: String) throws -> LogFile {
         if let f = files[path] { return f }
         let f = try LogFile(path: path, maxSize: config.global.logMaxSize, maxFiles: config.global.logMaxFiles)
         // Not logged at once: the error log may be the file being written.
         f.onError = { [unowned self] message in self.deferred.append(message) }
+        f.buffersWrites = buffersWrites
         files[path] = f
         return f
     }
