@@ -4,8 +4,10 @@ import Glibc
 
 /// The pool's access log (`access.log`, `access.format`,
 /// `access.suppress_path[]`): the worker formats one line per request and
-/// sends it to the agent, which writes the file (design §5).
-struct AccessLog {
+/// sends it to the agent, which writes the file (design §5). A class: its
+/// line buffer is reused in place (a struct copied out of the worker and
+/// back would copy the buffer on every request).
+final class AccessLog {
     let format: AccessLogFormat
     let pool: String
     let poolIndex: UInt16
@@ -38,7 +40,7 @@ extension Worker {
     /// Writes the access-log line of a finished request, if the pool has an
     /// access log. `usage` is the app's CPU and memory for the request.
     func logAccess(_ r: ActiveRequest, usage: (cpu: Double, memory: UInt64)?, endedAt: Int64) {
-        guard var access = accessLog else { return }
+        guard let access = accessLog else { return }
         params.withUnsafeBytes { raw in
             func field(_ range: Range<Int>?) -> UnsafeRawBufferPointer {
                 guard let range, range.upperBound <= raw.count else { return UnsafeRawBufferPointer(start: nil, count: 0) }
@@ -74,6 +76,5 @@ extension Worker {
                 _ = log.channel?.send(LogRecordHeader(kind: .access, pool: access.poolIndex, pid: access.workerPID), bytes)
             }
         }
-        accessLog = access
     }
 }
