@@ -161,6 +161,9 @@ public final class LogRouter {
         var line = ErrorLog.format(level, message, at: clock())
         line.withUTF8 { _ = writeErrorLine(UnsafeRawBufferPointer($0)) }
         if !deferred.isEmpty { drainDeferred() }
+        // The agent's own lines (reopen notices, service errors) come
+        // outside the channel's batches, which are what flushes buffers.
+        flushAll()
     }
 
     // MARK: reopen
@@ -229,6 +232,7 @@ public final class LogRouter {
         emitAllPending()
         flushBatch()
         drainDeferred()
+        flushAll()
     }
 
     /// Bytes waiting for the rest of their line (tests).
