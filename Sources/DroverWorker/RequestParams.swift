@@ -14,11 +14,18 @@ struct RequestParams {
     var user: Range<Int>?
     var contentLength: UInt64 = 0
 
+    /// Most params a request may carry (nginx sends a few dozen: one per
+    /// HTTP header plus the CGI variables); more is hostile input.
+    static let maxCount = 1000
+
     /// Finds the params in `raw` and copies the scoreboard's fields into the slot.
     static func parse(_ raw: UnsafeRawBufferPointer, into slot: SlotWriter) throws -> RequestParams {
         var p = RequestParams()
         let base = raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!
+        var count = 0
         try NameValuePairs.forEach(in: raw) { name, value in
+            count += 1
+            if count > maxCount { throw FastCGIError.limitExceeded("more than \(maxCount) params") }
             let start = value.baseAddress.map { $0 - base } ?? 0
             let range = start..<(start + value.count)
             switch name.count {

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import (FcgiResponse, PHP_LIMITS, TIMEOUT, connect_address, default_params,
-                      fcgi_exchange, fcgi_record, fcgi_request, http_request,
+                      fcgi_exchange, fcgi_name_value, fcgi_record, fcgi_request, http_request,
                       pid_alive, pool_section, status, status_full, wait_for, wait_sleeping_app,
                       worker_pids)
 
@@ -67,6 +67,9 @@ def test_garbage_on_the_pool_socket_closes_only_that_connection(drover_factory, 
          True),
         ("unknown record type on a request", fcgi_record(1, 1, b"\0\1\0\0\0\0\0\0") + fcgi_record(99, 1, b"zz"),
          False),
+        ("1001 params", fcgi_record(1, 1, b"\0\1\0\0\0\0\0\0")
+         + fcgi_record(4, 1, b"".join(fcgi_name_value(f"P{i}", "x") for i in range(1001)))
+         + fcgi_record(4, 1, b""), False),
     ]
     for name, payload, shutdown in cases:
         _expect_closed(sock, payload, shutdown_write=shutdown)
@@ -86,6 +89,8 @@ def test_garbage_on_the_pool_socket_closes_only_that_connection(drover_factory, 
         assert len(head) == 8 and head[1] == 11, head       # FCGI_UNKNOWN_TYPE
     finally:
         conn.close()
+
+    assert "more than 1000 params" in d.log_text(), d.log_text()
 
     # No request was left half-open in the scoreboard: only this status
     # request is active.
