@@ -146,7 +146,7 @@ enum DirectiveTable {
             default: throw ValueError("unknown mechanism '\(v)' (epoll, poll or select)")
             }
         },
-        global("systemd_interval", "10", implemented: false,
+        global("systemd_interval", "10", implemented: true,
                "Interval between health reports to systemd (time; 0: off).") { g, i throws(ValueError) in
             g.config.systemdInterval = try i.time()
         },

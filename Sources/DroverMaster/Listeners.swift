@@ -8,15 +8,24 @@ enum Listeners {
     struct Opened {
         var fd: Int32
         var address: ListenAddress
+        /// Passed by systemd (socket activation): never unlinked by Drover.
+        var inherited = false
     }
 
     /// Opens every `listen` address of `pool`; Unix sockets get
     /// listen.owner/group/mode (php-fpm's default mode 0660; owner and group
     /// default to the pool's user when the master runs as root).
-    static func open(_ pool: PoolConfig, runAs: Account?) throws -> [Opened] {
+    /// `inherited` (listen index → fd): sockets from systemd, used as they are.
+    static func open(_ pool: PoolConfig, runAs: Account?, inherited: [Int: Int32] = [:]) throws -> [Opened] {
         var opened: [Opened] = []
         do {
-            for address in pool.listen {
+            for (index, address) in pool.listen.enumerated() {
+                if let fd = inherited[index] {
+                    // Already non-blocking and close-on-exec (Systemd.inheritedSockets);
+                    // owner and mode are systemd's (SocketUser=, SocketMode=).
+                    opened.append(Opened(fd: fd, address: address, inherited: true))
+                    continue
+                }
                 let fd = try Sockets.listen(address, backlog: Int32(clamping: pool.listenBacklog))
                 opened.append(Opened(fd: fd, address: address))
                 // Non-blocking: workers accept only after epoll says so, and
@@ -63,9 +72,9 @@ enum Listeners {
     }
 
     /// Removes the socket files of Unix listeners (on stop; never for
-    /// sockets Drover did not create).
+    /// sockets Drover did not create, such as those systemd passed).
     static func unlinkPaths(_ sockets: [Opened]) {
-        for socket in sockets {
+        for socket in sockets where !socket.inherited {
             if case .unix(let path) = socket.address { unlink(path) }
         }
     }

@@ -31,7 +31,10 @@ public final class Master {
     let options: Options
     let workerEntry: (WorkerLaunch) -> Never
     let agentEntry: (AgentLaunch) -> Never
+    /// The environment of workers and apps (without systemd's variables).
     let environment: [String: String]
+    /// sd_notify and socket activation (Systemd.swift).
+    let systemd: Systemd
     let generation: UInt32 = 1
 
     private(set) var log: ErrorLog!
@@ -63,7 +66,9 @@ public final class Master {
                 workerEntry: @escaping (WorkerLaunch) -> Never, agentEntry: @escaping (AgentLaunch) -> Never) {
         self.config = config
         self.options = options
-        self.environment = environment
+        // LISTEN_PID/WATCHDOG_PID name this process, before daemonizing forks.
+        systemd = Systemd(environment: environment, pid: getpid())
+        self.environment = Systemd.childEnvironment(environment)
         self.workerEntry = workerEntry
         self.agentEntry = agentEntry
         emergency = EmergencyRestart(threshold: config.global.emergencyRestartThreshold,
@@ -97,6 +102,7 @@ public final class Master {
     /// Runs until stopped; returns the process exit status.
     public func run() -> Int32 {
         let daemonize = options.daemonize ?? config.global.daemonize
+        Systemd.unsetProcessEnvironment()
         var reportFD: Int32 = -1
         if daemonize {
             do { reportFD = try Daemon.detach() } catch {
@@ -108,7 +114,12 @@ public final class Master {
         if reportFD >= 0 { Daemon.report(reportFD, status: UInt8(status)) }
         guard status == 0 else { return status }
         log.notice("ready to handle connections")
+        systemd.start(loop: loop, interval: config.global.systemdInterval, log: log) { [unowned self] in
+            self.scoreboard.systemdStatus()
+        }
+        systemd.ready()
         loop.run()
+        systemd.stopTimers()
         log.notice("exiting, bye-bye!")
         cleanUp()
         return 0
@@ -174,11 +185,12 @@ public final class Master {
         installSignalHandlers()
         let base = try Runtime.makeAppSocketDirectory()
         appSocketBase = base
+        let inherited = systemd.inheritedSockets(for: config.pools, log: log)
         for (index, poolConfig) in config.pools.enumerated() {
             let runAs = Users.isRoot ? try account(for: poolConfig) : nil
             let listeners: [Listeners.Opened]
             do {
-                listeners = try Listeners.open(poolConfig, runAs: runAs)
+                listeners = try Listeners.open(poolConfig, runAs: runAs, inherited: inherited[index] ?? [:])
             } catch {
                 throw SystemError("[pool \(poolConfig.name)] cannot listen: \(error)", errno: (error as? SystemError)?.errno ?? 0)
             }
@@ -271,6 +283,7 @@ public final class Master {
     func stop(_ kind: Stop, reason: String) {
         if stopping == .fast || (stopping == .graceful && kind == .graceful) { return }
         stopping = kind
+        systemd.stopping()
         log.notice("\(reason) received, \(kind == .graceful ? "Finishing" : "Terminating") ...")
         tick?.stop()
         for pool in pools {

@@ -27,6 +27,7 @@ final class DirectiveTests: XCTestCase {
         "include", "pid", "error_log", "log_level", "daemonize", "process_control_timeout", "rlimit_files", "rlimit_core",
         "events.mechanism", "process.priority", "emergency_restart_threshold", "emergency_restart_interval", "process.max",
         "status.listen", "control.socket", "syslog.ident", "syslog.facility", "log_limit", "log.max_size", "log.max_files",
+        "systemd_interval",
     ]
     static let implementedPool: Set = [
         "prefix", "user", "group", "listen", "listen.backlog", "listen.owner", "listen.group", "listen.mode",
