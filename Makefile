@@ -52,6 +52,7 @@ integration: build
 test: deps build
 	$(SWIFT) test
 	$(PYTEST) -q Tests/Integration
+	scripts/fuzz 30
 
 bench: deps
 	bench/run
