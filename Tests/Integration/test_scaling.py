@@ -216,7 +216,7 @@ def test_max_requests_replaces_the_app(drover_factory, workdir):
         pids.append(pid_of(r))
     assert len(set(pids)) >= 3, pids
     assert max(pids.count(p) for p in set(pids)) <= 3, f"an app served more than 3 requests: {pids}"
-    assert "pm.max_requests" in d.log_text(), d.log_text()
+    wait_for(lambda: "pm.max_requests" in d.log_text(), what=f"the recycling notice in:\n{d.log_text()}")
     # The apps that were replaced are gone.
     old = [p for p in set(pids) if p != pids[-1]]
     wait_for(lambda: not any(pid_alive(p) for p in old), timeout=10, what="replaced apps to exit")
