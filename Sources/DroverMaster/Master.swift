@@ -373,19 +373,7 @@ public final class Master {
     private func stopAgent() {
         agentTimer?.stop()
         guard agentPID > 0 else { return }
-        kill(agentPID, SIGTERM)
-        let deadline = Clock.monotonicMicros() + 5_000_000
-        var status: Int32 = 0
-        while Clock.monotonicMicros() < deadline {
-            let r = waitpid(agentPID, &status, WNOHANG)
-            if r == agentPID || (r < 0 && errno == ECHILD) {
-                agentPID = 0
-                return
-            }
-            usleep(10_000)
-        }
-        kill(agentPID, SIGKILL)
-        waitpid(agentPID, &status, 0)
+        ChildStop.terminate(agentPID, grace: 5_000_000, poll: 10_000)
         agentPID = 0
     }
 

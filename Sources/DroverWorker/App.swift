@@ -163,27 +163,10 @@ final class App {
     func stop(grace: Int64 = 2_000_000) -> ExitStatus? {
         closeConnection()
         guard pid > 0 else { return nil }
-        var status: Int32 = 0
-        kill(-pid, SIGTERM)
-        kill(pid, SIGTERM)
-        let deadline = Clock.monotonicMicros() + grace
-        while Clock.monotonicMicros() < deadline {
-            let r = waitpid(pid, &status, WNOHANG)
-            if r == pid || (r < 0 && errno == ECHILD) {
-                let reaped = r == pid
-                pid = 0
-                forgetUsage()
-                let how = ExitStatus(status)
-                return reaped && how.signal != SIGTERM ? how : nil
-            }
-            usleep(5_000)
-        }
-        kill(-pid, SIGKILL)
-        kill(pid, SIGKILL)
-        waitpid(pid, &status, 0)
+        let status = ChildStop.terminate(pid, group: true, grace: grace)
         pid = 0
         forgetUsage()
-        return nil
+        return status.map(ExitStatus.init).flatMap { $0.signal == SIGTERM ? nil : $0 }
     }
 
     /// CPU (percent of `wallMicros`) since the request started, and the

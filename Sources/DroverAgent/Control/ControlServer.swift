@@ -170,14 +170,9 @@ final class ControlSession {
 
     static func start(_ connection: UVConnection, loop: UVLoop, actions: ControlActions) {
         let session = ControlSession(connection: connection, actions: actions)
-        session.timer = try? UVTimer(loop) { [weak session] in session?.connection.close() }
-        session.timer?.start(after: ControlServer.commandTimeout)
+        session.timer = connection.closingTimer(loop, after: ControlServer.commandTimeout)
         connection.onData = { bytes in session.received(bytes) }
         connection.onEnd = { session.execute() }
-        connection.onClose = {
-            session.timer?.close()
-            session.timer = nil
-        }
         connection.startReading()
     }
 

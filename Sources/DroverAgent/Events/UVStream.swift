@@ -264,6 +264,20 @@ public final class UVConnection {
         if pendingWrites == 0 { close() } else { closeWhenWritten = true }
     }
 
+    /// A timer, started now, that closes this connection when it fires (an
+    /// idle or command timeout; start it again to give the peer more time).
+    /// It is closed with the connection. nil when libuv refuses a timer.
+    public func closingTimer(_ loop: UVLoop, after seconds: Double) -> UVTimer? {
+        guard let timer = try? UVTimer(loop, handler: { [weak self] in self?.close() }) else { return nil }
+        timer.start(after: seconds)
+        let previous = onClose
+        onClose = {
+            timer.close()
+            previous?()
+        }
+        return timer
+    }
+
     /// Closes now; queued writes are cancelled (their completions get false).
     public func close() {
         guard !isClosed else { return }

@@ -101,13 +101,8 @@ final class FastCGIStatusSession {
     static func start(_ connection: UVConnection, loop: UVLoop, pool: PoolConfig,
                       render: @escaping (StatusQuery) -> RenderedStatus?) {
         let session = FastCGIStatusSession(connection: connection, pool: pool, render: render)
-        session.timer = try? UVTimer(loop) { [weak session] in session?.connection.close() }
-        session.timer?.start(after: FastCGIStatusServer.idleTimeout)
+        session.timer = connection.closingTimer(loop, after: FastCGIStatusServer.idleTimeout)
         connection.onData = { bytes in session.received(bytes) }
-        connection.onClose = {
-            session.timer?.close()
-            session.timer = nil
-        }
         connection.startReading()
     }
 

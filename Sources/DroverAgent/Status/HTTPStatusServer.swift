@@ -455,14 +455,9 @@ final class HTTPSession {
 
     static func start(_ connection: UVConnection, loop: UVLoop, render: @escaping (StatusQuery) -> RenderedStatus) {
         let session = HTTPSession(connection: connection, render: render)
-        session.timer = try? UVTimer(loop) { [weak session] in session?.connection.close() }
-        session.timer?.start(after: HTTPStatusServer.idleTimeout)
+        session.timer = connection.closingTimer(loop, after: HTTPStatusServer.idleTimeout)
         connection.onData = { bytes in session.received(bytes) }
         connection.onEnd = { session.peerFinished() }
-        connection.onClose = {
-            session.timer?.close()
-            session.timer = nil
-        }
         connection.startReading()
     }
 
