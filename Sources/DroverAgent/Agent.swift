@@ -84,7 +84,8 @@ public enum Agent {
         signal(SIGUSR2, SIG_IGN)
         signal(SIGPIPE, SIG_IGN)
 
-        let router = LogRouter(config: launch.config, forceStderr: launch.forceStderr)
+        let records = launch.config.pools.map { launch.scoreboard.poolIndex(named: $0.name) ?? -1 }
+        let router = LogRouter(config: launch.config, poolRecords: records, forceStderr: launch.forceStderr)
         let loop = UVLoop()
         let context = AgentContext(loop: loop, launch: launch, router: router)
         let runtime = Runtime(context)

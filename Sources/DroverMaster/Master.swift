@@ -16,6 +16,9 @@ public final class Master {
         public var daemonize: Bool?
         /// -g: overrides `pid`.
         public var pidFile: String?
+        /// -y and -p: where a reload reads the configuration again.
+        public var configFile = ""
+        public var prefix: String?
         public init() {}
     }
 
@@ -35,14 +38,29 @@ public final class Master {
     let environment: [String: String]
     /// sd_notify and socket activation (Systemd.swift).
     let systemd: Systemd
-    let generation: UInt32 = 1
+    /// 1 at start, one more with each reload (Reload/).
+    var generation: UInt32 = 1
+    /// Set when this process is a re-executed master (reload, design §7).
+    let handoff: Handoff?
+    /// The environment a reload re-executes with: the one Drover started
+    /// with (NOTIFY_SOCKET included), less socket activation's variables,
+    /// whose sockets travel in the handoff instead.
+    let execEnvironment: [String: String]
+    /// The workers of the masters before the last reload, until they exit.
+    var oldGeneration: OldGeneration?
+    /// Looks after the old generation while it lasts (Master+Reload.swift).
+    var reloadTimer: TimerWatcher?
+    /// The previous master's agent is stopping; ours starts when it is gone.
+    var replacingAgent = false
+    /// "reload complete" was logged and READY=1 sent for this generation.
+    var reloadAnnounced = false
 
     private(set) var log: ErrorLog!
     private(set) var loop: EventLoop!
     private(set) var scoreboard: Scoreboard!
-    private var pools: [Pool] = []
-    private var appSocketBase: String?
-    private var pidFile: String?
+    private(set) var pools: [Pool] = []
+    private(set) var appSocketBase: String?
+    private(set) var pidFile: String?
     private var stopping: Stop?
     private var watchers: [SignalWatcher] = []
     private var childWatcher: ChildWatcher?
@@ -51,9 +69,9 @@ public final class Master {
     private var tick: TimerWatcher?
     private var emergency: EmergencyRestart
     /// The agent process (design §5–6): the log channel's reader.
-    private var channel: LogChannel?
-    private var agentPID: Int32 = 0
-    private var agentStartedAt: Int64 = 0
+    private(set) var channel: LogChannel?
+    var agentPID: Int32 = 0
+    var agentStartedAt: Int64 = 0
     private var agentBackoff = Backoff()
     private var agentTimer: TimerWatcher?
 
@@ -66,13 +84,23 @@ public final class Master {
                 workerEntry: @escaping (WorkerLaunch) -> Never, agentEntry: @escaping (AgentLaunch) -> Never) {
         self.config = config
         self.options = options
+        var environment = environment
+        handoff = Handoff.take(from: &environment)
+        execEnvironment = environment.filter { !$0.key.hasPrefix("LISTEN_") }
         // LISTEN_PID/WATCHDOG_PID name this process, before daemonizing forks.
+        // (A re-executed master has no LISTEN_*: its sockets are in the handoff.)
         systemd = Systemd(environment: environment, pid: getpid())
         self.environment = Systemd.childEnvironment(environment)
         self.workerEntry = workerEntry
         self.agentEntry = agentEntry
         emergency = EmergencyRestart(threshold: config.global.emergencyRestartThreshold,
                                      intervalSeconds: config.global.emergencyRestartInterval)
+    }
+
+    /// Everything that refuses a configuration beyond parsing it: `-t`, the
+    /// start and a reload ask the same questions.
+    public static func startProblems(_ config: Configuration, allowRoot: Bool) -> [String] {
+        config.accessFormatProblems + privilegeProblems(config, allowRoot: allowRoot)
     }
 
     /// Checks that can refuse to start before anything is opened (php-fpm's
@@ -101,7 +129,8 @@ public final class Master {
 
     /// Runs until stopped; returns the process exit status.
     public func run() -> Int32 {
-        let daemonize = options.daemonize ?? config.global.daemonize
+        // A re-executed master is already whatever the first one became.
+        let daemonize = handoff == nil && (options.daemonize ?? config.global.daemonize)
         Systemd.unsetProcessEnvironment()
         var reportFD: Int32 = -1
         if daemonize {
@@ -117,7 +146,8 @@ public final class Master {
         systemd.start(loop: loop, interval: config.global.systemdInterval, log: log) { [unowned self] in
             self.scoreboard.systemdStatus()
         }
-        systemd.ready()
+        // After a reload, READY=1 waits until the new generation serves.
+        if oldGeneration == nil { systemd.ready() }
         loop.run()
         systemd.stopTimers()
         log.notice("exiting, bye-bye!")
@@ -127,6 +157,9 @@ public final class Master {
 
     /// Opens everything and starts the workers; 0 or an exit status.
     private func start(daemonize: Bool) -> Int32 {
+        // Whatever the previous master left open beyond the handoff (libev's
+        // descriptors, the error log) is not ours.
+        if let handoff { FD.closeAll(except: handoff.descriptors) }
         do {
             // Until the agent takes over: the file itself, or stderr for syslog.
             let path = options.forceStderr || config.global.errorLog == "syslog" ? nil : config.global.errorLog
@@ -154,10 +187,15 @@ public final class Master {
         // before forking the agent and the workers, which would otherwise
         // inherit it and keep e.g. `out=$(drover -D)` waiting until Drover stops.
         if daemonize && log.path != nil { Daemon.detachStderr() }
-        startAgent()
+        if let handoff {
+            adoptPreviousMaster(handoff)
+        } else {
+            startAgent()
+        }
         log.route(through: channel!)
-        log.notice("drover \(DroverVersion.string) is running, pid \(getpid()), events.mechanism = \(loop.backendName)")
+        log.notice("drover \(DroverVersion.string) is running, pid \(getpid()), generation \(generation), events.mechanism = \(loop.backendName)")
         for pool in pools { pool.start() }
+        if oldGeneration != nil { startRetiring() }
         let tick = TimerWatcher(loop) { [unowned self] in
             for pool in self.pools { pool.tick() }
             self.reportDroppedLogRecords()
@@ -174,26 +212,44 @@ public final class Master {
 
     private func openEverything() throws {
         signal(SIGPIPE, SIG_IGN)
-        let totalChildren = config.pools.reduce(0) { $0 + $1.maxChildren }
-        // Headroom for a reload's second generation and added pools.
-        scoreboard = try Scoreboard.create(poolCapacity: max(64, config.pools.count * 2),
-                                           slotCapacity: max(256, totalChildren * 2 + 64))
-        let channel = try LogChannel()
+        let channel: LogChannel
+        let base: String
+        if let handoff {
+            scoreboard = try Scoreboard.attach(fd: handoff.scoreboardFD)
+            generation = scoreboard.generation &+ 1
+            channel = LogChannel(adoptingSend: handoff.channelSendFD, receive: handoff.channelReceiveFD)
+            base = handoff.appSocketBase
+            for fd in handoff.descriptors { Reexec.setCloseOnExec(fd, true) }
+        } else {
+            let totalChildren = config.pools.reduce(0) { $0 + $1.maxChildren }
+            // Headroom for a reload's second generation and added pools.
+            scoreboard = try Scoreboard.create(poolCapacity: max(64, config.pools.count * 2),
+                                               slotCapacity: max(256, totalChildren * 2 + 64))
+            channel = try LogChannel()
+            base = try Runtime.makeAppSocketDirectory()
+        }
+        scoreboard.generation = generation
         channel.countDrops(in: scoreboard.droppedLogRecordsCounter)
         self.channel = channel
+        appSocketBase = base
         loop = EventLoop(backend: config.global.eventsMechanism)
         installSignalHandlers()
-        let base = try Runtime.makeAppSocketDirectory()
-        appSocketBase = base
-        let inherited = systemd.inheritedSockets(for: config.pools, log: log)
-        for (index, poolConfig) in config.pools.enumerated() {
+        let inherited = handoff.map { Self.listenersFromHandoff($0, for: config.pools) }
+            ?? systemd.inheritedSockets(for: config.pools, log: log).mapValues { $0.mapValues { (fd: $0, fromSystemd: true) } }
+        let records = poolRecords(for: config.pools)
+        for (position, poolConfig) in config.pools.enumerated() {
+            let index = records[position]
             let runAs = Users.isRoot ? try account(for: poolConfig) : nil
-            let listeners: [Listeners.Opened]
+            var listeners: [Listeners.Opened]
+            let reused = inherited[position] ?? [:]
             do {
-                listeners = try Listeners.open(poolConfig, runAs: runAs, inherited: inherited[index] ?? [:])
+                listeners = try Listeners.open(poolConfig, runAs: runAs, inherited: reused.mapValues(\.fd))
             } catch {
                 throw SystemError("[pool \(poolConfig.name)] cannot listen: \(error)", errno: (error as? SystemError)?.errno ?? 0)
             }
+            // Only sockets systemd passed are never unlinked; one a previous
+            // master opened is Drover's own.
+            for i in listeners.indices { listeners[i].inherited = reused[i]?.fromSystemd ?? false }
             let directory = try Runtime.makePoolSocketDirectory(base: base, poolIndex: index, owner: runAs)
             scoreboard.configurePool(index, name: poolConfig.name, limits: PoolLimits(
                 pm: poolConfig.pm.scoreboardValue, maxChildren: poolConfig.maxChildren,
@@ -202,6 +258,7 @@ public final class Master {
             pools.append(try Pool(config: poolConfig, index: index, listeners: listeners,
                                   socketDirectory: directory, runAs: runAs, master: self))
         }
+        if let old = handoff?.pidFile, old != options.pidFile ?? config.global.pid { unlink(old) }
         if let path = options.pidFile ?? config.global.pid {
             try Runtime.writePidFile(path)
             pidFile = path
@@ -209,7 +266,7 @@ public final class Master {
     }
 
     /// The account a pool's workers run as when the master is root.
-    private func account(for pool: PoolConfig) throws -> Account? {
+    func account(for pool: PoolConfig) throws -> Account? {
         guard let user = pool.user else { return nil }     // -R: stays root
         guard var account = Users.user(user) else { throw SystemError("[pool \(pool.name)] cannot get uid for user '\(user)'", errno: EINVAL) }
         if let group = pool.group {
@@ -227,6 +284,9 @@ public final class Master {
         guard limit > 0 else { return .max }
         return max(0, limit - pools.reduce(0) { $0 + $1.children.count })
     }
+
+    /// Old-generation workers still alive in scoreboard pool `index`.
+    func oldWorkers(in index: Int) -> Int { oldGeneration?.count(pool: index) ?? 0 }
 
     /// A worker or app died of SIGSEGV or SIGBUS. Enough of them within
     /// emergency_restart_interval restart every worker, as php-fpm's
@@ -248,12 +308,8 @@ public final class Master {
                 self.log.notice("received SIGUSR1, reopening the log files")
                 if self.agentPID > 0 { kill(self.agentPID, SIGUSR1) }
             }),
-            (SIGUSR2, { [unowned self] in
-                self.log.warning("received SIGUSR2: graceful reload is not implemented in this version yet; ignored")
-            }),
-            (SIGHUP, { [unowned self] in
-                self.log.warning("received SIGHUP: graceful reload is not implemented in this version yet; ignored")
-            }),
+            (SIGUSR2, { [unowned self] in self.reload(reason: "SIGUSR2") }),
+            (SIGHUP, { [unowned self] in self.reload(reason: "SIGHUP") }),
         ]
         for (sig, action) in actions {
             let watcher = SignalWatcher(loop, signal: sig, handler: action)
@@ -263,6 +319,8 @@ public final class Master {
         let children = ChildWatcher(loop) { [unowned self] pid, status in self.childExited(pid, status) }
         children.start()
         childWatcher = children
+        // A reload blocked them across the exec (Reexec.masterSignals).
+        Reexec.setBlocked(Reexec.masterSignals, false)
     }
 
     private func childExited(_ pid: Int32, _ status: Int32) {
@@ -270,11 +328,19 @@ public final class Master {
             agentExited(status)
             return
         }
-        for pool in pools where pool.owns(pid) {
-            pool.childExited(pid, status: status)
-            break
+        if oldGeneration?.owns(pid) == true {
+            oldWorkerExited(pid, status)
+        } else {
+            for pool in pools where pool.owns(pid) {
+                pool.childExited(pid, status: status)
+                break
+            }
         }
-        if stopping != nil && pools.allSatisfy({ $0.children.isEmpty }) { loop.stop() }
+        if stopping != nil && noWorkersLeft { loop.stop() }
+    }
+
+    private var noWorkersLeft: Bool {
+        pools.allSatisfy { $0.children.isEmpty } && (oldGeneration?.workers.isEmpty ?? true)
     }
 
     /// php-fpm's stop sequence: graceful (QUIT) lets requests finish, bounded
@@ -286,10 +352,12 @@ public final class Master {
         systemd.stopping()
         log.notice("\(reason) received, \(kind == .graceful ? "Finishing" : "Terminating") ...")
         tick?.stop()
+        reloadTimer?.stop()
         for pool in pools {
             pool.stopRespawning()
             pool.signalChildren(kind == .graceful ? SIGQUIT : SIGTERM)
         }
+        oldGeneration?.signalAll(kind == .graceful ? SIGQUIT : SIGTERM)
         let timeout = config.global.processControlTimeout
         let timer = escalation ?? TimerWatcher(loop) { [unowned self] in self.escalate() }
         escalation = timer
@@ -298,7 +366,7 @@ public final class Master {
         } else if timeout > 0 {
             timer.start(after: timeout)
         }
-        if pools.allSatisfy({ $0.children.isEmpty }) { loop.stop() }
+        if noWorkersLeft { loop.stop() }
     }
 
     private func escalate() {
@@ -310,6 +378,7 @@ public final class Master {
         }
         log.warning("children did not stop in time; sending SIGKILL")
         for pool in pools { pool.signalChildren(SIGKILL) }
+        oldGeneration?.signalAll(SIGKILL)
     }
 
     // MARK: the agent
@@ -328,7 +397,7 @@ public final class Master {
 
     /// Forks the agent. It gets SIGTERM if the master dies, and then writes
     /// what is left in the channel before it exits.
-    private func startAgent() {
+    func startAgent() {
         guard let channel, isRunning else { return }
         let launch = AgentLaunch(config: config, scoreboard: scoreboard, channel: channel,
                                  forceStderr: options.forceStderr, masterPID: getpid())
@@ -348,6 +417,12 @@ public final class Master {
     private func agentExited(_ status: Int32) {
         let pid = agentPID
         agentPID = 0
+        if replacingAgent {
+            // The previous master's agent wrote what it had and left.
+            replacingAgent = false
+            startAgent()
+            return
+        }
         guard isRunning else { return }
         let age = Clock.monotonicMicros() - agentStartedAt
         log.warning("agent \(pid) \(ExitStatus(status)) after \(ExitStatus.seconds(age)) seconds from start; restarting it")
@@ -380,6 +455,7 @@ public final class Master {
     private func cleanUp() {
         stopAgent()
         for pool in pools { pool.closeListeners() }
+        for orphan in oldGeneration?.takeOrphans() ?? [] { FD.close(orphan.fd) }
         if let base = appSocketBase { Runtime.removeAppSocketDirectory(base) }
         if let pidFile { unlink(pidFile) }
     }

@@ -14,6 +14,7 @@ import Glibc
 /// worker exited, or the 1 s tick, which also stops surplus idle workers.
 final class Pool {
     let config: PoolConfig
+    /// The pool's record in the scoreboard (kept across reloads by name).
     let index: Int
     let listeners: [Listeners.Opened]
     let socketDirectory: String
@@ -162,7 +163,7 @@ final class Pool {
         master.scoreboard.setWorkerPID(slot: slot, pid: pid)
         master.scoreboard.add(.spawns, pool: index)
         children[pid] = Child(slot: slot, startedAt: Clock.monotonicMicros())
-        master.scoreboard.setTotal(pool: index, children.count)
+        publishTotal()
         master.log.notice("\(tag) child \(pid) started")
         return true
     }
@@ -290,6 +291,23 @@ final class Pool {
         kill(pid, SIGQUIT)
     }
 
+    /// "total processes": this generation's workers and, after a reload,
+    /// the previous generation's that still finish their requests.
+    func publishTotal() {
+        master.scoreboard.setTotal(pool: index, children.count + master.oldWorkers(in: index))
+    }
+
+    /// After a reload: whether as many new workers are ready as the pool
+    /// starts with, so the old generation can stop accepting without a gap.
+    var newGenerationReady: Bool {
+        let target = switch config.pm {
+        case .static: config.maxChildren
+        case .dynamic: config.startServers
+        case .ondemand: 0
+        }
+        return master.scoreboard.readyWorkers(pool: index, generation: master.generation) >= min(target, config.maxChildren)
+    }
+
     // MARK: exits
 
     /// Whether `pid` is one of this pool's workers.
@@ -300,7 +318,7 @@ final class Pool {
     func childExited(_ pid: Int32, status raw: Int32) {
         guard let child = children.removeValue(forKey: pid) else { return }
         master.scoreboard.releaseSlot(child.slot)
-        master.scoreboard.setTotal(pool: index, children.count)
+        publishTotal()
         let now = Clock.monotonicMicros()
         let age = now - child.startedAt
         let status = ExitStatus(raw)

@@ -32,25 +32,28 @@ enum Runtime {
 
     /// Removes the socket directory tree (sockets, pool folders, base).
     static func removeAppSocketDirectory(_ base: String) {
-        guard let dir = opendir(base) else { return }
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            guard name.hasPrefix("p") else { continue }
-            let poolDir = "\(base)/\(name)"
-            if let sub = opendir(poolDir) {
-                while let file = readdir(sub) {
-                    let fname = withUnsafeBytes(of: file.pointee.d_name) { raw in
-                        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                    }
-                    if fname.hasSuffix(".sock") { unlink("\(poolDir)/\(fname)") }
-                }
-                closedir(sub)
-            }
-            rmdir(poolDir)
+        for name in entries(of: base) where name.hasPrefix("p") {
+            removePoolSocketDirectory("\(base)/\(name)")
         }
-        closedir(dir)
         rmdir(base)
+    }
+
+    /// Removes one pool's socket folder (a pool a reload dropped, once its
+    /// last worker is gone).
+    static func removePoolSocketDirectory(_ path: String) {
+        for name in entries(of: path) where name.hasSuffix(".sock") { unlink("\(path)/\(name)") }
+        rmdir(path)
+    }
+
+    private static func entries(of path: String) -> [String] {
+        guard let dir = opendir(path) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            names.append(withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            })
+        }
+        return names
     }
 }

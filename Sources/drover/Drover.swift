@@ -24,7 +24,9 @@ struct Drover: ParsableCommand {
               drover -t -y /etc/drover/drover.conf     test a configuration
               drover -tt -y /etc/php/8.2/fpm/php-fpm.conf   show every effective value
 
-            Signals: INT/TERM stop at once, QUIT stops after in-flight requests.
+            Signals: INT/TERM stop at once, QUIT stops after in-flight requests, \
+            USR1 reopens the log files, USR2 (or HUP) reloads the configuration with no \
+            failed request (an invalid one is logged and the running one stays).
             Exit codes: 0 success, 64 usage error, 78 configuration error.
             """,
         helpNames: [.short, .long])
@@ -81,7 +83,7 @@ struct Drover: ParsableCommand {
             Console.log(.error, "FPM initialization failed")
             throw ExitCode(78)
         }
-        let problems = config.accessFormatProblems + Master.privilegeProblems(config, allowRoot: allowRoot)
+        let problems = Master.startProblems(config, allowRoot: allowRoot)
         if test > 0 {
             for warning in config.warnings { Console.log(.warning, "\(warning)") }
             for problem in problems { Console.log(.error, problem) }
@@ -100,6 +102,8 @@ struct Drover: ParsableCommand {
         options.forceStderr = forceStderr
         options.daemonize = noDaemonize ? false : (daemonize ? true : nil)
         options.pidFile = pidFile
+        options.configFile = configFile
+        options.prefix = prefix
         let master = Master(config: config, options: options, environment: Environment.current(),
                             workerEntry: { Worker.run($0) }, agentEntry: { Agent.run($0) })
         let status = master.run()

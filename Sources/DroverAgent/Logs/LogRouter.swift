@@ -60,6 +60,9 @@ public final class LogRouter {
     private var files: [String: LogFile] = [:]
     private var accessFiles: [LogFile?]
     private var slowFiles: [LogFile?]
+    /// Records name their pool by its scoreboard record, which a reload
+    /// keeps by name; this maps it to the pool's place in `config.pools`.
+    private let positions: [Int: Int]
     private var pending: [StreamKey: Pending] = [:]
     /// Messages about failed rotations, written once the current write is done.
     private var deferred: [String] = []
@@ -87,8 +90,14 @@ public final class LogRouter {
     /// opened is reported in the error log (the error log itself falls back
     /// to stderr) and tried again at the next `reopenAll()`; its records are
     /// counted as dropped meanwhile.
-    public init(config: Configuration, forceStderr: Bool = false, clock: @escaping () -> Int64 = Clock.realtimeMicros) {
+    /// `poolRecords`: the scoreboard record of each pool of `config`, in
+    /// order (default: the same as its position).
+    public init(config: Configuration, poolRecords: [Int]? = nil, forceStderr: Bool = false,
+                clock: @escaping () -> Int64 = Clock.realtimeMicros) {
         self.config = config
+        var positions: [Int: Int] = [:]
+        for (position, record) in (poolRecords ?? Array(config.pools.indices)).enumerated() { positions[record] = position }
+        self.positions = positions
         self.clock = clock
         self.forceStderr = forceStderr
         limit = max(config.global.logLimit, 16)
@@ -137,10 +146,12 @@ public final class LogRouter {
         case .error:
             return writeErrorLine(payload)
         case .access:
+            guard positions[Int(header.pool)] != nil else { return routeFromDroppedPool(header, payload) }
             let ok = writeRecord(payload, to: poolFile(accessFiles, header.pool), addNewline: true)
             if ok { counts.access += 1 }
             return ok
         case .slow:
+            guard positions[Int(header.pool)] != nil else { return routeFromDroppedPool(header, payload) }
             let ok = writeRecord(payload, to: poolFile(slowFiles, header.pool), addNewline: false)
             if ok { counts.slow += 1 }
             return ok
@@ -303,8 +314,16 @@ public final class LogRouter {
     // MARK: access and slow logs
 
     private func poolFile(_ table: [LogFile?], _ pool: UInt16) -> LogFile? {
-        let index = Int(pool)
-        return index < table.count ? table[index] : nil
+        positions[Int(pool)].flatMap { $0 < table.count ? table[$0] : nil }
+    }
+
+    /// After a reload dropped a pool, its last requests still finish; their
+    /// access and slow-log records go to the error log rather than nowhere.
+    private func routeFromDroppedPool(_ header: LogRecordHeader, _ payload: UnsafeRawBufferPointer) -> Bool {
+        var text = String(decoding: payload, as: UTF8.self)
+        while text.last == "\n" { text.removeLast() }
+        log(.notice, "child \(header.pid) of a pool removed by a reload: \(header.kind == .access ? "access" : "slow log"): \(text)")
+        return true
     }
 
     private func writeRecord(_ payload: UnsafeRawBufferPointer, to file: LogFile?, addNewline: Bool) -> Bool {
@@ -349,8 +368,7 @@ public final class LogRouter {
     }
 
     private func routeOutput(_ header: LogRecordHeader, _ payload: UnsafeRawBufferPointer) -> Bool {
-        let poolIndex = Int(header.pool)
-        guard poolIndex < config.pools.count else {
+        guard let poolIndex = positions[Int(header.pool)], poolIndex < config.pools.count else {
             counts.dropped += 1
             return false
         }

@@ -62,6 +62,13 @@ public final class LogChannel: @unchecked Sendable {
         drover_set_send_buffer(sendFD, 8 * 1024 * 1024)
     }
 
+    /// The channel of the master before a reload (design §7): the same
+    /// socket pair, so that records waiting in it survive the re-exec.
+    public init(adoptingSend sendFD: Int32, receive receiveFD: Int32) {
+        self.sendFD = sendFD
+        self.receiveFD = receiveFD
+    }
+
     /// Counts dropped records in `counter` from now on.
     public func countDrops(in counter: UnsafeMutablePointer<UInt64>) { dropped = counter }
 
