@@ -86,7 +86,11 @@ extension Worker {
                 continue
             }
             if s.request == nil && !conn.hasOutput {
-                if conn.closeAfterOutput || conn.peerClosed || stopping != nil { return false }
+                // Told to stop, a worker still serves the first request of a
+                // connection it accepted (a graceful stop or a reload must
+                // fail nothing); only a kept connection between requests is closed.
+                let leaving = stopping != nil && conn.requestsServed > 0 && clientBuffer.isEmpty
+                if conn.closeAfterOutput || conn.peerClosed || leaving { return false }
                 // A kept connection between requests waits in the worker's
                 // epoll set. A new one whose request has not arrived yet is
                 // waited for here: parking it would leave its request behind

@@ -153,7 +153,11 @@ public final class Worker {
             }
             // Then accept, before serving kept connections: a connection
             // taken off the queue is one no other worker will be woken for.
-            for i in 0..<n where stopping == nil && appFailureExit == nil {
+            // Even when told to stop gracefully in this same batch: with
+            // EPOLLEXCLUSIVE the kernel woke this worker alone for that
+            // connection, and leaving without it would strand it in the
+            // queue until the next connection wakes someone else.
+            for i in 0..<n where stopping != .fast && appFailureExit == nil {
                 let (kind, fd) = Token.split(eventTokens[i])
                 // One connection per wake-up: trying accept4 again before
                 // epoll_wait was measured to fail with EAGAIN half the time

@@ -100,6 +100,12 @@ def test_socket_activation_matches_the_pool_by_address(drover_factory, workdir):
     log = d.log_text()
     assert "cannot listen" not in log and "another instance" not in log, log
     assert "matches no pool" not in log, log
+    # A reload hands the inherited socket on: same inode, still never unlinked.
+    d.send(signal.SIGUSR2)
+    wait_for(lambda: "reload complete" in d.log_text(), what="reload complete")
+    r = fcgi_request(sock, hello, query="name=reloaded")
+    assert r.status == 200 and "name=reloaded" in r.text, r
+    assert os.stat(sock).st_ino == inode
     d.send(signal.SIGTERM)
     assert d.wait_exit() == 0, d.log_text()
     assert is_socket(sock), "the socket systemd owns must survive Drover's exit"
@@ -220,18 +226,27 @@ def test_notify_ready_status_stopping_in_order(drover_factory, workdir, notify_r
     # WATCHDOG_USEC=1s: WATCHDOG=1 every half second.
     notify_reader.wait(lambda m: m.get("WATCHDOG") == "1", "WATCHDOG=1")
     assert_app_sees_no_systemd_variables(sock, workdir)
-    # No RELOADING for the (not yet implemented) reload.
+    # A reload: RELOADING=1 with the monotonic clock, then READY=1 again
+    # once the new generation serves (systemd's notify-reload protocol).
+    before_reload = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
     d.send(signal.SIGUSR2)
-    time.sleep(0.3)
+    notify_reader.wait(lambda m: m.get("RELOADING") == "1", "RELOADING=1")
+    reloading = notify_reader.index(lambda m: m.get("RELOADING") == "1")
+    notify_reader.wait(lambda m: m.get("READY") == "1" and notify_reader.snapshot().index(m) > reloading,
+                       "READY=1 after the reload")
+    ready_again = notify_reader.index(lambda m: m.get("READY") == "1", start=reloading + 1)
+    usec = int(notify_reader.snapshot()[reloading]["MONOTONIC_USEC"])
+    assert before_reload <= usec <= time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    assert fcgi_request(sock, str(workdir / "www" / "hello.php")).status == 200
     d.send(signal.SIGTERM)
     notify_reader.wait(lambda m: m.get("STOPPING") == "1", "STOPPING=1")
     assert d.wait_exit() == 0, d.log_text()
     messages = notify_reader.snapshot()
     stopping = notify_reader.index(lambda m: m.get("STOPPING") == "1")
-    assert ready < status_index < stopping, messages
+    assert ready < status_index < reloading < ready_again < stopping, messages
     assert sum(1 for m in messages if m.get("STOPPING") == "1") == 1, messages
-    assert sum(1 for m in messages if m.get("READY") == "1") == 1, messages
-    assert not any("RELOADING" in m for m in messages), messages
+    assert sum(1 for m in messages if m.get("READY") == "1") == 2, messages
+    assert sum(1 for m in messages if m.get("RELOADING") == "1") == 1, messages
 
 
 def test_notify_on_an_abstract_socket(drover_factory, workdir):
