@@ -84,7 +84,11 @@ public enum Agent {
         signal(SIGUSR2, SIG_IGN)
         signal(SIGPIPE, SIG_IGN)
 
-        let records = launch.config.pools.map { launch.scoreboard.poolIndex(named: $0.name) ?? -1 }
+        // The master configures every pool in the scoreboard before the agent
+        // starts; a pool it does not know keeps its position.
+        let records = launch.config.pools.enumerated().map { position, pool in
+            launch.scoreboard.poolIndex(named: pool.name) ?? position
+        }
         let router = LogRouter(config: launch.config, poolRecords: records, forceStderr: launch.forceStderr)
         let loop = UVLoop()
         let context = AgentContext(loop: loop, launch: launch, router: router)

@@ -46,14 +46,33 @@ final class LogRouterTests: XCTestCase {
         router.route(LogRecordHeader(kind: .access, pool: 0, pid: 10), "GET /a 200\n")
         router.route(LogRecordHeader(kind: .access, pool: 1, pid: 11), "GET /b 404")   // newline added
         router.route(LogRecordHeader(kind: .slow, pool: 0, pid: 10), "\n[01-Mar-2026] [pool www] pid 10\nscript: /x.php\n")
-        XCTAssertFalse(router.route(LogRecordHeader(kind: .access, pool: 7, pid: 12), "nowhere\n"))
         XCTAssertFalse(router.route(LogRecordHeader(kind: .slow, pool: 1, pid: 12), "api has no slowlog\n"))
         XCTAssertEqual(dir.read("www.access.log"), "GET /a 200\n")
         XCTAssertEqual(dir.read("api.access.log"), "GET /b 404\n")
         XCTAssertEqual(dir.read("www.slow.log"), "\n[01-Mar-2026] [pool www] pid 10\nscript: /x.php\n")
         XCTAssertEqual(router.counts.access, 2)
         XCTAssertEqual(router.counts.slow, 1)
-        XCTAssertEqual(router.counts.dropped, 2)
+        XCTAssertEqual(router.counts.dropped, 1)
+    }
+
+    func testRecordsOfAPoolAReloadDroppedGoToTheErrorLog() {
+        let dir = TempDir()
+        let router = makeRouter(dir)
+        // A pool the configuration no longer has finishes its last requests.
+        XCTAssertTrue(router.route(LogRecordHeader(kind: .access, pool: 7, pid: 12), "GET /last 200\n"))
+        XCTAssertEqual(errorLines(dir).count, 1)
+        XCTAssertTrue(errorLines(dir)[0].hasSuffix("NOTICE: child 12 of a pool removed by a reload: access: GET /last 200"), errorLines(dir)[0])
+        XCTAssertEqual(router.counts.dropped, 0)
+    }
+
+    func testPoolsAreFoundByTheirScoreboardRecord() {
+        // After a reload `api` may keep record 0 and `www` get record 3.
+        let dir = TempDir()
+        let router = LogRouter(config: makeConfig(dir, limit: 1024, decorate: true), poolRecords: [3, 0])
+        router.route(LogRecordHeader(kind: .access, pool: 3, pid: 10), "GET /www 200\n")
+        router.route(LogRecordHeader(kind: .access, pool: 0, pid: 11), "GET /api 200\n")
+        XCTAssertEqual(dir.read("www.access.log"), "GET /www 200\n")
+        XCTAssertEqual(dir.read("api.access.log"), "GET /api 200\n")
     }
 
     func testErrorLinesArePassedThroughAndCutAtLogLimit() {

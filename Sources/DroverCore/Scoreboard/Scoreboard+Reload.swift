@@ -8,6 +8,13 @@ public struct LiveWorker: Sendable, Equatable {
     public var pid: Int32
     public var pool: Int
     public var generation: UInt32
+
+    public init(slot: Int, pid: Int32, pool: Int, generation: UInt32) {
+        self.slot = slot
+        self.pid = pid
+        self.pool = pool
+        self.generation = generation
+    }
 }
 
 // What a reload needs beyond the master's everyday calls: the scoreboard
