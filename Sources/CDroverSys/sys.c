@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -107,7 +108,24 @@ pid_t drover_fork_child(int deathsig) {
     return 0;
 }
 
-int drover_drop_privileges(const char *user, uid_t uid, gid_t gid) {
+/* capset(2) has no glibc wrapper (libcap would be a dependency for one
+ * call). Sets the permitted and effective sets to `mask` (bits are
+ * CAP_* numbers below 32, all Drover needs) and clears the inheritable set. */
+static int set_capabilities(uint32_t mask) {
+    struct __user_cap_header_struct head = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    data[0].permitted = mask;
+    data[0].effective = mask;
+    return (int)syscall(SYS_capset, &head, data);
+}
+
+int drover_drop_privileges(const char *user, uid_t uid, gid_t gid, uint32_t keep_capabilities) {
+    /* Leaving uid 0 normally empties every capability set. With KEEPCAPS
+     * the permitted set survives setuid (the effective set is still
+     * cleared), and is then cut down to what the caller asked for. */
+    int keep = keep_capabilities != 0 && uid != 0;
+    if (keep && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) return -1;
     if (user != NULL) {
         if (initgroups(user, gid) != 0) return -1;
     } else {
@@ -115,13 +133,59 @@ int drover_drop_privileges(const char *user, uid_t uid, gid_t gid) {
     }
     if (setgid(gid) != 0) return -1;
     if (setuid(uid) != 0) return -1;
+    if (keep) {
+        int failed = prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0 || set_capabilities(keep_capabilities) != 0;
+        if (failed) {
+            /* Never go on as an ordinary user holding root's permitted set. */
+            int e = errno;
+            set_capabilities(0);
+            errno = e;
+            return -1;
+        }
+    }
     return 0;
 }
 
-static void child_fail(int pipe_fd, int err) {
-    ssize_t unused = write(pipe_fd, &err, sizeof err);
+/* What a spawn child reports when it cannot exec: the step and its errno. */
+struct spawn_failure {
+    int step;
+    int err;
+};
+
+static void child_fail(int pipe_fd, int step, int err) {
+    struct spawn_failure f = {.step = step, .err = err};
+    ssize_t unused = write(pipe_fd, &f, sizeof f);
     (void)unused;
     _exit(127);
+}
+
+/* execve of a bare program name, trying each directory of `search_path`
+ * in turn: after chroot(2) the worker cannot look the program up itself,
+ * since the name means a file inside the chroot. (execvpe would read PATH
+ * from this process's own environment.) As execvp does, a directory where
+ * the name is missing or not searchable is skipped; EACCES is reported
+ * when that was all there was. Returns only on failure, with errno set. */
+static void exec_searching(const struct drover_spawn_request *req) {
+    char candidate[4096];
+    size_t name_len = strlen(req->path);
+    int denied = 0;
+    const char *dir = req->search_path;
+    while (*dir != '\0') {
+        const char *end = strchr(dir, ':');
+        size_t dir_len = end ? (size_t)(end - dir) : strlen(dir);
+        /* Empty entries (the current directory, historically) are skipped. */
+        if (dir_len > 0 && dir_len + 1 + name_len < sizeof candidate) {
+            memcpy(candidate, dir, dir_len);
+            candidate[dir_len] = '/';
+            memcpy(candidate + dir_len + 1, req->path, name_len + 1);
+            execve(candidate, req->argv, req->envp);
+            if (errno == EACCES) denied = 1;
+            else if (errno != ENOENT && errno != ENOTDIR) return;
+        }
+        if (end == NULL) break;
+        dir = end + 1;
+    }
+    errno = denied ? EACCES : ENOENT;
 }
 
 /* Moves fd to `target` (dup2), tolerating fd == target by clearing CLOEXEC. */
@@ -133,8 +197,9 @@ static int place_fd(int fd, int target) {
     return dup2(fd, target) < 0 ? -1 : 0;
 }
 
-pid_t drover_spawn(const struct drover_spawn_request *req, int *err) {
+pid_t drover_spawn(const struct drover_spawn_request *req, int *err, int *step) {
     int report[2];
+    if (step != NULL) *step = DROVER_SPAWN_FORK;
     if (pipe2(report, O_CLOEXEC) != 0) {
         *err = errno;
         return -1;
@@ -155,39 +220,54 @@ pid_t drover_spawn(const struct drover_spawn_request *req, int *err) {
             if (getppid() != parent) _exit(0);
         }
         if (req->new_process_group) setpgid(0, 0);
+        /* Opened before any chroot: the jail need not have a /dev. */
         int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (devnull < 0) child_fail(report[1], errno);
+        if (devnull < 0) child_fail(report[1], DROVER_SPAWN_SETUP, errno);
         /* Lift the fds above 2 first so that dup2 onto 0..2 cannot clobber
          * a source that itself sits in 0..2. */
         int src[3] = {req->fd0, req->fd1, req->fd2};
         for (int i = 0; i < 3; i++) {
             int fd = src[i] < 0 ? devnull : src[i];
             int high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-            if (high < 0) child_fail(report[1], errno);
+            if (high < 0) child_fail(report[1], DROVER_SPAWN_SETUP, errno);
             src[i] = high;
         }
         for (int i = 0; i < 3; i++)
-            if (place_fd(src[i], i) != 0) child_fail(report[1], errno);
-        if (req->chdir != NULL && chdir(req->chdir) != 0) child_fail(report[1], errno);
+            if (place_fd(src[i], i) != 0) child_fail(report[1], DROVER_SPAWN_SETUP, errno);
+        const char *dir = req->chdir;
+        if (req->chroot != NULL) {
+            if (chroot(req->chroot) != 0) child_fail(report[1], DROVER_SPAWN_CHROOT, errno);
+            /* The old working directory is outside the new root: leaving it
+             * open would be a way out of the chroot. */
+            if (dir == NULL) dir = "/";
+        }
+        if (dir != NULL && chdir(dir) != 0) child_fail(report[1], DROVER_SPAWN_CHDIR, errno);
+        /* Whatever capability the worker kept for chroot(2) ends here: the
+         * app never holds one (execve as a non-root user would also clear
+         * them; this does not depend on that). */
+        if (req->chroot != NULL && set_capabilities(0) != 0) child_fail(report[1], DROVER_SPAWN_SETUP, errno);
         /* Close everything else except the report pipe (close-on-exec). */
         for (int fd = 3; fd < report[1]; fd++) close(fd);
         drover_close_range((unsigned)report[1] + 1, ~0U);
-        execve(req->path, req->argv, req->envp);
-        child_fail(report[1], errno);
+        if (req->search_path != NULL) exec_searching(req);
+        else execve(req->path, req->argv, req->envp);
+        child_fail(report[1], DROVER_SPAWN_EXEC, errno);
     }
     close(report[1]);
-    int child_err = 0;
+    struct spawn_failure failure = {0, 0};
     ssize_t n;
     do {
-        n = read(report[0], &child_err, sizeof child_err);
+        n = read(report[0], &failure, sizeof failure);
     } while (n < 0 && errno == EINTR);
     close(report[0]);
-    if (n == (ssize_t)sizeof child_err) {
-        /* exec failed: the child has _exit'ed; the caller reaps it. */
-        *err = child_err;
+    if (n == (ssize_t)sizeof failure) {
+        /* A step failed: the child has _exit'ed; the caller reaps it. */
+        *err = failure.err;
+        if (step != NULL) *step = failure.step;
         return pid;
     }
     *err = 0;
+    if (step != NULL) *step = 0;
     return pid;
 }
 

@@ -100,6 +100,11 @@ struct DirectiveInput {
         return s.isEmpty ? nil : s
     }
 
+    /// A comma-separated list: items trimmed, empty items dropped.
+    func list() throws(ValueError) -> [String] {
+        try string().split(separator: ",").map { String(Values.trimmed($0)) }.filter { !$0.isEmpty }
+    }
+
     func bool() throws(ValueError) -> Bool { try Values.bool(decoded().text) }
 
     func int(in range: ClosedRange<Int>? = nil, _ rule: String = "") throws(ValueError) -> Int {

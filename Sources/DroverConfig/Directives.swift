@@ -210,13 +210,19 @@ enum DirectiveTable {
             if v == 0 || v < -1 { throw ValueError("must be -1 (the system maximum) or a positive number") }
             p.config.listenBacklog = v
         },
-        pool("listen.acl_users", "none", implemented: false,
-             "POSIX ACL users (comma-separated) allowed on the Unix socket; overrides listen.owner.") { p, i throws(ValueError) in
+        pool("listen.acl_users", "none", implemented: true,
+             "Users (comma-separated names or uids) given read and write access to the Unix sockets by a POSIX ACL. "
+                + "With listen.acl_users or listen.acl_groups set, listen.owner and listen.group are ignored, as in php-fpm: "
+                + "the socket keeps the master's owner and group and gets listen.mode plus one ACL entry per user and group. "
+                + "Every name must exist (checked by drover -t); the file system must support ACLs.") { p, i throws(ValueError) in
             p.config.listenAclUsers = try i.optionalString()
+            p.config.listenAclUserNames = try i.list()
         },
-        pool("listen.acl_groups", "none", implemented: false,
-             "POSIX ACL groups (comma-separated) allowed on the Unix socket; overrides listen.group.") { p, i throws(ValueError) in
+        pool("listen.acl_groups", "none", implemented: true,
+             "Groups (comma-separated names or gids) given read and write access to the Unix sockets by a POSIX ACL; "
+                + "see listen.acl_users.") { p, i throws(ValueError) in
             p.config.listenAclGroups = try i.optionalString()
+            p.config.listenAclGroupNames = try i.list()
         },
         pool("listen.owner", "master's user", implemented: true,
              "Owner (name or uid) of the Unix socket.") { p, i throws(ValueError) in
@@ -375,12 +381,15 @@ enum DirectiveTable {
              "RLIMIT_CORE of the pool's processes: bytes or `unlimited`.") { p, i throws(ValueError) in
             p.config.rlimitCore = try i.rlimit()
         },
-        pool("chroot", "none", implemented: false,
-             "Directory to chroot(2) into before starting the app; absolute, or starting with $prefix.") { p, i throws(ValueError) in
+        pool("chroot", "none", implemented: true,
+             "Directory the app is chroot(2)ed into (absolute, or starting with $prefix): the app's process sees it as /, "
+                + "so `command`, `chdir` (default /) and the paths nginx sends (SCRIPT_FILENAME) name files inside it. "
+                + "The worker stays outside, as the pool's user keeping only CAP_SYS_CHROOT to start its app. "
+                + "Needs root (php-fpm ignores it without root; Drover refuses to start the app).") { p, i throws(ValueError) in
             p.config.chroot = try i.optionalString()
         },
         pool("chdir", "none", implemented: true,
-             "Working directory of the app (relative to the prefix); must exist.") { p, i throws(ValueError) in
+             "Working directory of the app (relative to the prefix); must exist. Under chroot it is a directory inside the chroot (default: its /).") { p, i throws(ValueError) in
             p.config.chdir = try i.optionalString()
         },
         pool("catch_workers_output", "no", implemented: true,

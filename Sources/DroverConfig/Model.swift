@@ -130,6 +130,12 @@ public struct PoolConfig: Sendable {
     public var listenMode: UInt32?
     public var listenAclUsers: String?
     public var listenAclGroups: String?
+    /// `listen.acl_users` and `listen.acl_groups` split at commas, blanks
+    /// trimmed: names, or numeric ids.
+    public var listenAclUserNames: [String] = []
+    public var listenAclGroupNames: [String] = []
+    /// Unix sockets get a POSIX ACL instead of listen.owner and listen.group.
+    public var hasListenAcl: Bool { !listenAclUserNames.isEmpty || !listenAclGroupNames.isEmpty }
     /// Empty: any client. Entries are addresses or CIDR ranges as written.
     public var listenAllowedClients: [String] = []
     /// `listenAllowedClients` parsed, in the same order (empty: any client).

@@ -110,6 +110,7 @@ extension ConfigBuilder {
         }
         p.config.listen = addresses
         p.config.listenLocations = locations
+        if p.config.hasListenAcl { checkListenAcl(p) }
         if let (spec, location) = p.statusListen {
             p.config.statusListenAddress = resolve(spec, against: base, at: location, directive: "pm.status_listen")
         }
@@ -211,6 +212,27 @@ extension ConfigBuilder {
                       !s.value.isEmpty, !s.value.hasPrefix("/"), s.value.lowercased() != "syslog" else { continue }
                 p.config.phpSettings[i].value = Paths.resolve(s.value, against: base)
             }
+        }
+    }
+
+    /// listen.acl_users and listen.acl_groups: every name must exist (php-fpm
+    /// looks them up while reading its configuration too); listen.owner and
+    /// listen.group are then ignored, as php-fpm warns.
+    private func checkListenAcl(_ p: PoolState) {
+        let name = p.config.name
+        for user in p.config.listenAclUserNames where UInt32(user) == nil && SystemAccounts.user(user) == nil {
+            sink.error(p.location(of: "listen.acl_users"), "listen.acl_users", "[pool \(name)] cannot get uid for user '\(user)'")
+        }
+        for group in p.config.listenAclGroupNames where SystemAccounts.groupID(group) == nil {
+            sink.error(p.location(of: "listen.acl_groups"), "listen.acl_groups", "[pool \(name)] cannot get gid for group '\(group)'")
+        }
+        let directive = p.isSet("listen.acl_users") ? "listen.acl_users" : "listen.acl_groups"
+        if !p.config.listen.contains(where: { if case .unix = $0 { true } else { false } }) {
+            sink.warning(p.location(of: directive), directive, "has no effect: pool [\(name)] has no Unix socket (ACLs apply to socket files only)")
+        }
+        for ignored in ["listen.owner", "listen.group"] where p.isSet(ignored) {
+            sink.warning(p.location(of: ignored), ignored,
+                         "ACL set, \(ignored) = '\(ignored == "listen.owner" ? p.config.listenOwner ?? "" : p.config.listenGroup ?? "")' is ignored")
         }
     }
 

@@ -14,7 +14,8 @@ enum Listeners {
 
     /// Opens every `listen` address of `pool`; Unix sockets get
     /// listen.owner/group/mode (php-fpm's default mode 0660; owner and group
-    /// default to the pool's user when the master runs as root).
+    /// default to the pool's user when the master runs as root), or
+    /// listen.mode and an ACL (listen.acl_users/acl_groups).
     /// `inherited` (listen index → fd): sockets from systemd, used as they are.
     static func open(_ pool: PoolConfig, runAs: Account?, inherited: [Int: Int32] = [:]) throws -> [Opened] {
         var opened: [Opened] = []
@@ -47,6 +48,14 @@ enum Listeners {
     }
 
     private static func applyOwnership(_ path: String, pool: PoolConfig, runAs: Account?) throws {
+        let mode = mode_t(pool.listenMode ?? 0o660)
+        if pool.hasListenAcl {
+            // As php-fpm: no chown (the socket stays the master's), the
+            // mode, then the ACL, which names who else may connect.
+            if chmod(path, mode) != 0 { throw SystemError("chmod(\(path))") }
+            try listenAcl(pool, mode: mode).apply(to: path)
+            return
+        }
         var uid: uid_t = UInt32.max     // (uid_t)-1: leave unchanged
         var gid: gid_t = UInt32.max
         if let owner = pool.listenOwner {
@@ -64,7 +73,25 @@ enum Listeners {
         if uid != UInt32.max || gid != UInt32.max {
             if chown(path, uid, gid) != 0 { throw SystemError("chown(\(path))") }
         }
-        if chmod(path, mode_t(pool.listenMode ?? 0o660)) != 0 { throw SystemError("chmod(\(path))") }
+        if chmod(path, mode) != 0 { throw SystemError("chmod(\(path))") }
+    }
+
+    /// listen.acl_users and listen.acl_groups resolved (names, or numeric
+    /// ids taken as they are) into the socket's ACL.
+    private static func listenAcl(_ pool: PoolConfig, mode: mode_t) throws -> PosixACL {
+        let users = try pool.listenAclUserNames.map { name in
+            guard let uid = UInt32(name) ?? Users.user(name)?.uid else {
+                throw SystemError("listen.acl_users: cannot get uid for user '\(name)'", errno: EINVAL)
+            }
+            return uid
+        }
+        let groups = try pool.listenAclGroupNames.map { name in
+            guard let gid = Users.groupID(name) else {
+                throw SystemError("listen.acl_groups: cannot get gid for group '\(name)'", errno: EINVAL)
+            }
+            return gid
+        }
+        return PosixACL(mode: UInt32(mode), users: users, groups: groups)
     }
 
     static func close(_ sockets: [Opened]) {

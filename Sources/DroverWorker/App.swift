@@ -36,6 +36,13 @@ final class App {
     let output: AppOutput?
     private var lastCPUMicros: Int64 = 0
 
+    /// The app could not be started (its program, its chroot): the worker
+    /// exits with WorkerExit.appStartFailed and the master backs off.
+    struct StartFailure: Error, CustomStringConvertible {
+        var error: SystemError
+        var description: String { error.description }
+    }
+
     init(launch: WorkerLaunch) throws {
         self.launch = launch
         socketPath = "\(launch.appSocketDirectory)/\(launch.slot).sock"
@@ -46,11 +53,15 @@ final class App {
     /// The app's argv and environment from the pool's configuration.
     static func commandLine(for pool: PoolConfig, environment: [String: String]) throws -> ([String], [String]) {
         var argv = pool.command.isEmpty ? ["php-cgi"] : pool.command
-        guard let program = Environment.findExecutable(argv[0], path: environment["PATH"]) else {
-            throw SystemError("cannot find \(argv[0]) on PATH; execve()", errno: ENOENT)
+        // Under chroot the program is a file inside the chroot, which only
+        // the spawned child sees: it looks the name up there (start()).
+        if pool.chroot == nil {
+            guard let program = Environment.findExecutable(argv[0], path: environment["PATH"]) else {
+                throw StartFailure(error: SystemError("cannot find \(argv[0]) on PATH; execve()", errno: ENOENT))
+            }
+            argv[0] = program
         }
-        argv[0] = program
-        let php = isPHPCGI(program)
+        let php = isPHPCGI(argv[0])
         if php {
             // -d name=value for php_value/php_flag/php_admin_*, php-fpm's order.
             let settings = pool.phpSettings.flatMap { ["-d", "\($0.name)=\($0.value)"] }
@@ -86,22 +97,32 @@ final class App {
                 FD.close(writeEnds.stderr)
             }
         }
+        let pool = launch.pool
+        // A bare name under chroot is looked up on PATH inside the chroot.
+        let searchPath = pool.chroot != nil && !argv[0].contains("/")
+            ? launch.environment["PATH"] ?? Environment.defaultSearchPath : nil
         var error: Int32 = 0
+        var step: Int32 = 0
         let child = withCStrings(argv) { cArgv in
             withCStrings(envp) { cEnv in
-                var request = drover_spawn_request()
-                request.path = UnsafePointer(cArgv[0]!)
-                request.argv = cArgv
-                request.envp = cEnv
-                request.fd0 = listenFD
-                request.fd1 = writeEnds?.stdout ?? -1
-                request.fd2 = writeEnds?.stderr ?? -1
-                request.deathsig = SIGTERM
-                request.new_process_group = 1
-                guard let dir = launch.pool.chdir else { return drover_spawn(&request, &error) }
-                return dir.withCString { cDir in
-                    request.chdir = cDir
-                    return drover_spawn(&request, &error)
+                withOptionalCString(pool.chdir) { cDir in
+                    withOptionalCString(pool.chroot) { cRoot in
+                        withOptionalCString(searchPath) { cSearch in
+                            var request = drover_spawn_request()
+                            request.path = UnsafePointer(cArgv[0]!)
+                            request.argv = cArgv
+                            request.envp = cEnv
+                            request.fd0 = listenFD
+                            request.fd1 = writeEnds?.stdout ?? -1
+                            request.fd2 = writeEnds?.stderr ?? -1
+                            request.deathsig = SIGTERM
+                            request.new_process_group = 1
+                            request.chdir = cDir
+                            request.chroot = cRoot
+                            request.search_path = cSearch
+                            return drover_spawn(&request, &error, &step)
+                        }
+                    }
                 }
             }
         }
@@ -109,7 +130,7 @@ final class App {
         if error != 0 {
             var status: Int32 = 0
             waitpid(child, &status, 0)
-            throw SystemError("execve(\(argv[0]))", errno: error)
+            throw StartFailure(error: spawnFailure(step: step, errno: error))
         }
         pid = child
         output?.started(pid: child)
@@ -117,6 +138,23 @@ final class App {
         startedAt = Clock.monotonicMicros()
         requests = 0
         keepsConnections = true
+    }
+
+    /// What failed in the spawned child, for the error log.
+    private func spawnFailure(step: Int32, errno: Int32) -> SystemError {
+        let pool = launch.pool
+        let inside = pool.chroot.map { " inside the chroot \($0)" } ?? ""
+        switch UInt32(bitPattern: step) {
+        case DROVER_SPAWN_CHROOT.rawValue:
+            let hint = errno == EPERM ? " (only root, or a process with CAP_SYS_CHROOT, may chroot)" : ""
+            return SystemError("chroot(\(pool.chroot ?? "")) for the app\(hint)", errno: errno)
+        case DROVER_SPAWN_CHDIR.rawValue:
+            return SystemError("chdir(\(pool.chdir ?? "/"))\(inside)", errno: errno)
+        case DROVER_SPAWN_SETUP.rawValue:
+            return SystemError("preparing the app's process", errno: errno)
+        default:
+            return SystemError("execve(\(argv[0]))\(inside)", errno: errno)
+        }
     }
 
     /// Connects if not connected; returns whether a new connection was made,

@@ -393,7 +393,7 @@ public enum SlowLog {
                     request.fd2 = pipe.write
                     request.deathsig = SIGKILL          // never outlive the helper
                     request.new_process_group = 1       // so a timeout kills its children too
-                    return drover_spawn(&request, &spawnError)
+                    return drover_spawn(&request, &spawnError, nil)
                 }
             }
             FD.close(pipe.write)

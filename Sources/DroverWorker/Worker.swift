@@ -85,7 +85,7 @@ public final class Worker {
         } catch {
             log.error("\(poolTag) worker \(getpid()): \(error)")
             slot.setState(.draining)
-            return error is SystemError && "\(error)".contains("execve") ? .appStartFailed : .setupFailed
+            return error is App.StartFailure ? .appStartFailed : .setupFailed
         }
         slot.setState(.idle)
         if slot.markReady() { PoolEvent.send(.ready, to: launch.eventFD) }
@@ -100,10 +100,20 @@ public final class Worker {
         try ProcessLimits.apply(files: pool.rlimitFiles, core: pool.rlimitCore, priority: pool.processPriority)
     }
 
+    /// Becomes the pool's user. With `chroot` the worker keeps exactly one
+    /// capability, CAP_SYS_CHROOT: it starts (and restarts) its app, and
+    /// only a process with that capability may chroot(2) it. The worker
+    /// itself stays outside the chroot (it reaches the app's socket and
+    /// reads /proc), and the app's spawn gives the capability up before
+    /// exec. Keeping root instead, or a way back to it, would leave root
+    /// in the one process that parses network input.
     private func dropPrivileges() throws {
         guard let account = launch.runAs else { return }
-        let rc = account.name.withCString { drover_drop_privileges($0, account.uid, account.gid) }
-        if rc != 0 { throw SystemError("set user \(account.name)") }
+        let keep: UInt32 = pool.chroot == nil ? 0 : 1 << UInt32(DROVER_CAP_SYS_CHROOT)
+        let rc = account.name.withCString { drover_drop_privileges($0, account.uid, account.gid, keep) }
+        if rc != 0 {
+            throw SystemError("set user \(account.name)" + (keep == 0 ? "" : " keeping CAP_SYS_CHROOT for chroot"))
+        }
         if pool.processDumpable { drover_set_dumpable(1) }
     }
 

@@ -31,8 +31,8 @@ final class DirectiveTests: XCTestCase {
     ]
     static let implementedPool: Set = [
         "prefix", "user", "group", "listen", "listen.backlog", "listen.owner", "listen.group", "listen.mode",
-        "listen.allowed_clients", "pm", "pm.max_children", "pm.status_path", "ping.path", "ping.response", "rlimit_files",
-        "rlimit_core", "chdir", "clear_env", "env[]", "php_value[]", "php_flag[]", "php_admin_value[]", "php_admin_flag[]",
+        "listen.acl_users", "listen.acl_groups", "listen.allowed_clients", "pm", "pm.max_children", "pm.status_path",
+        "ping.path", "ping.response", "rlimit_files", "rlimit_core", "chroot", "chdir", "clear_env", "env[]", "php_value[]", "php_flag[]", "php_admin_value[]", "php_admin_flag[]",
         "command", "process.priority", "process.dumpable", "pm.start_servers", "pm.min_spare_servers",
         "access.log", "access.format", "access.suppress_path[]", "catch_workers_output", "decorate_workers_output",
         "pm.max_spare_servers", "pm.max_spawn_rate", "pm.process_idle_timeout", "pm.max_requests", "slowlog",

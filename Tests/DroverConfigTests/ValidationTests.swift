@@ -328,6 +328,52 @@ final class ValidationTests: XCTestCase {
         assertDiagnostic(load(bad).errors, at: bad, line: 5, directive: "chdir", contains: "within the chroot path")
     }
 
+    /// listen.acl_*: lists of names or ids that must exist; listen.owner and
+    /// listen.group are then ignored (php-fpm's warning).
+    func testListenAcl() throws {
+        let (r, _, path) = loadText("""
+            [www]
+            listen = /tmp/x.sock
+            pm.max_children = 1
+            listen.owner = nobody
+            listen.group = 0
+            listen.acl_users = root, 0 ,,
+            listen.acl_groups = root,12345
+            """)
+        XCTAssertTrue(r.errors.isEmpty, r.errorText)
+        let p = try XCTUnwrap(r.config?.pools[0])
+        XCTAssertEqual(p.listenAclUserNames, ["root", "0"])
+        XCTAssertEqual(p.listenAclGroupNames, ["root", "12345"])
+        XCTAssertTrue(p.hasListenAcl)
+        assertDiagnostic(r.warnings, at: path, line: 4, directive: "listen.owner", contains: "ACL set, listen.owner = 'nobody' is ignored")
+        assertDiagnostic(r.warnings, at: path, line: 5, directive: "listen.group", contains: "ACL set, listen.group = '0' is ignored")
+
+        let (bad, _, badPath) = loadText("""
+            [www]
+            listen = /tmp/x.sock
+            pm.max_children = 1
+            listen.acl_users = root, no-such-user-drover
+            listen.acl_groups = no-such-group-drover
+            """)
+        assertDiagnostic(bad.errors, at: badPath, line: 4, directive: "listen.acl_users",
+                         contains: "[pool www] cannot get uid for user 'no-such-user-drover'")
+        assertDiagnostic(bad.errors, at: badPath, line: 5, directive: "listen.acl_groups",
+                         contains: "[pool www] cannot get gid for group 'no-such-group-drover'")
+        XCTAssertEqual(bad.errors.count, 2, bad.errorText)
+
+        let (tcp, _, tcpPath) = loadText("""
+            [www]
+            listen = 127.0.0.1:9000
+            pm.max_children = 1
+            listen.acl_groups = root
+            """)
+        XCTAssertTrue(tcp.errors.isEmpty, tcp.errorText)
+        assertDiagnostic(tcp.warnings, at: tcpPath, line: 4, directive: "listen.acl_groups", contains: "has no effect")
+
+        let none = try XCTUnwrap(loadOK(minimalPool))
+        XCTAssertFalse(none.pools[0].hasListenAcl)
+    }
+
     func testErrorsCollectWarningsToo() {
         let (r, _, path) = loadText("""
             [www]

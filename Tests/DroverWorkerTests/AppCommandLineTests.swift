@@ -53,6 +53,21 @@ final class AppCommandLineTests: XCTestCase {
 
     func testMissingProgramIsAnError() {
         let p = pool { $0.command = ["no-such-program-drover-test"] }
-        XCTAssertThrowsError(try App.commandLine(for: p, environment: env))
+        XCTAssertThrowsError(try App.commandLine(for: p, environment: env)) { error in
+            XCTAssertTrue(error is App.StartFailure, "\(error)")
+        }
+    }
+
+    /// Under chroot the program is looked up inside the chroot, by the
+    /// spawned child: the worker leaves the name as written.
+    func testUnderChrootTheProgramIsNotLookedUpOnTheHost() throws {
+        let p = pool {
+            $0.chroot = "/nonexistent-jail"
+            $0.command = ["no-such-program-drover-test", "-x"]
+        }
+        let (argv, _) = try App.commandLine(for: p, environment: env)
+        XCTAssertEqual(argv, ["no-such-program-drover-test", "-x"])
+        let php = pool { $0.chroot = "/jail" }
+        XCTAssertEqual(try App.commandLine(for: php, environment: env).0, ["php-cgi"])
     }
 }

@@ -221,6 +221,43 @@ def kill_group_quietly(pgid, sig=signal.SIGKILL):
         os.killpg(pgid, sig)
 
 
+def unix_socket_path_of_fd(pid, fd):
+    """The bound path of a listening Unix socket open as `fd` in `pid`."""
+    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+    assert target.startswith("socket:["), target
+    inode = target[len("socket:["):-1]
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            if parts[6] == inode and len(parts) >= 8:
+                return parts[7]
+    raise AssertionError(f"socket inode {inode} of pid {pid} has no path in /proc/net/unix")
+
+
+def connect_unix_as(path, user, groups=()):
+    """Tries to connect to Unix socket `path` as `user` (a pwd entry) with
+    only the supplementary group ids `groups`, in a fork (needs root).
+    Returns "connected", "denied" or "error"."""
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            os.setgroups(list(groups))
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(path)
+                code = 0
+            except PermissionError:
+                code = 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return {0: "connected", 1: "denied"}.get(os.waitstatus_to_exitcode(status), "error")
+
+
 class RSSSampler:
     """Samples the peak RSS of some pids in a background thread."""
 

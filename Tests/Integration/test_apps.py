@@ -3,13 +3,13 @@ privacy of the app's own socket."""
 
 import os
 import pwd
-import socket
 import stat
 import subprocess
 
 import pytest
 
-from conftest import IS_ROOT, PERL_BIN, PHP_LIMITS, app_pids, fcgi_request, pool_section, status_full
+from conftest import (IS_ROOT, PERL_BIN, PHP_LIMITS, app_pids, connect_unix_as, fcgi_request, pool_section,
+                      status_full, unix_socket_path_of_fd)
 
 
 def test_perl_fcgi_app(drover_factory, workdir):
@@ -85,42 +85,6 @@ def test_env_clear_env_and_php_values(drover_factory, workdir):
     assert b"memory_limit=77M" in cmdline and b"precision=7" in cmdline, cmdline
 
 
-def _unix_socket_path_of_fd(pid, fd):
-    """The bound path of a listening Unix socket open as `fd` in `pid`."""
-    target = os.readlink(f"/proc/{pid}/fd/{fd}")
-    assert target.startswith("socket:["), target
-    inode = target[len("socket:["):-1]
-    with open("/proc/net/unix") as f:
-        next(f)
-        for line in f:
-            parts = line.split()
-            if parts[6] == inode and len(parts) >= 8:
-                return parts[7]
-    raise AssertionError(f"socket inode {inode} of pid {pid} has no path in /proc/net/unix")
-
-
-def _connect_as_nobody(path):
-    """Tries to connect to Unix socket `path` as user nobody (in a fork)."""
-    nobody = pwd.getpwnam("nobody")
-    pid = os.fork()
-    if pid == 0:
-        code = 3
-        try:
-            os.setgroups([])
-            os.setgid(nobody.pw_gid)
-            os.setuid(nobody.pw_uid)
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                s.connect(path)
-                code = 0
-            except PermissionError:
-                code = 1
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return {0: "connected", 1: "denied"}.get(os.waitstatus_to_exitcode(status), "error")
-
-
 def test_app_socket_directory_is_private(drover_factory, workdir):
     d = drover_factory()
     sock = d.sock("www")
@@ -129,7 +93,7 @@ def test_app_socket_directory_is_private(drover_factory, workdir):
     rows = status_full(sock)["processes"]
     paths = []
     for row in rows:
-        path = _unix_socket_path_of_fd(row["app pid"], 0)
+        path = unix_socket_path_of_fd(row["app pid"], 0)
         paths.append(path)
         assert path != sock
         directory = os.path.dirname(path)
@@ -143,7 +107,7 @@ def test_app_socket_directory_is_private(drover_factory, workdir):
     if IS_ROOT:
         # Another user cannot reach the app, although it can reach the pool.
         for path, expected in ((paths[0], "denied"), (sock, "connected")):
-            assert _connect_as_nobody(path) == expected, path
+            assert connect_unix_as(path, pwd.getpwnam("nobody")) == expected, path
 
     # The directory goes away with Drover.
     d.stop()

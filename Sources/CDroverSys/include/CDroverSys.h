@@ -2,9 +2,10 @@
  *
  *  - GNU/Linux calls that Swift's Glibc module hides (it is built without
  *    _GNU_SOURCE): accept4, pipe2, memfd_create, close_range, epoll,
- *    signalfd, prctl.
- *  - fork+exec of an app with fd layout, signal reset and privilege drop done
- *    in the child before exec (posix_spawn cannot change uid/gid, and code
+ *    signalfd, prctl, capset; and setxattr, whose header it leaves out
+ *    (included below as it is).
+ *  - fork+exec of an app with fd layout, signal reset and chroot done in
+ *    the child before exec (posix_spawn cannot chroot, and code
  *    after fork must be async-signal-safe, which Swift cannot promise).
  *  - the shared-memory scoreboard layout and its seqlock, which must be one
  *    fixed C layout read by several processes.
@@ -18,6 +19,7 @@
 #include <sys/types.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/xattr.h>
 
 /* ---- syscalls Glibc hides ------------------------------------------------ */
 int drover_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
@@ -80,27 +82,49 @@ pid_t drover_fork_child(int deathsig);
 
 /* Drops to uid/gid with the user's supplementary groups (setgroups before
  * setgid before setuid). `user` may be NULL: then only gid itself is kept as
- * supplementary group. Returns 0 or -1 with errno. */
-int drover_drop_privileges(const char *user, uid_t uid, gid_t gid);
+ * supplementary group. `keep_capabilities` (a mask of 1 << DROVER_CAP_*,
+ * 0 for none) are kept in the permitted and effective sets when leaving
+ * root, and every other capability is given up; if that fails the call
+ * fails and nothing is kept. Returns 0 or -1 with errno. */
+int drover_drop_privileges(const char *user, uid_t uid, gid_t gid, uint32_t keep_capabilities);
+
+enum {
+    DROVER_CAP_SYS_CHROOT = 18,   /* CAP_SYS_CHROOT, <linux/capability.h> */
+};
 
 struct drover_spawn_request {
-    const char *path;          /* absolute path of the program */
+    const char *path;          /* the program: an absolute path, or a bare name with search_path */
     char *const *argv;
     char *const *envp;
     int fd0;                   /* becomes fd 0 (FCGI_LISTENSOCK_FILENO), -1: /dev/null */
     int fd1;                   /* becomes fd 1, -1: /dev/null */
     int fd2;                   /* becomes fd 2, -1: /dev/null */
-    const char *chdir;         /* NULL: stay */
+    const char *chdir;         /* NULL: stay (with chroot: "/") */
     int deathsig;              /* sent to the child when its parent dies; 0: none */
     int new_process_group;     /* setpgid(0,0): signals to the group reach the app's own children */
+    const char *chroot;        /* NULL: none. The child chroot(2)s here, then chdirs, then gives up
+                                * every capability, so `path` and `chdir` name files inside it */
+    const char *search_path;   /* NULL: exec `path` as it is. Otherwise `path` is a bare name tried
+                                * in each directory of this colon-separated list (after chroot) */
+};
+
+/* The step of drover_spawn that failed (*step). */
+enum drover_spawn_step {
+    DROVER_SPAWN_OK = 0,
+    DROVER_SPAWN_FORK = 1,     /* pipe2 or fork, in the caller (the return value is -1) */
+    DROVER_SPAWN_SETUP = 2,    /* /dev/null, the fd layout, giving up capabilities */
+    DROVER_SPAWN_CHROOT = 3,
+    DROVER_SPAWN_CHDIR = 4,
+    DROVER_SPAWN_EXEC = 5,
 };
 
 /* fork+exec. Returns -1 with *err = errno when fork fails. Otherwise returns
  * the child's pid with *err = 0 on success, or with *err = the errno of the
- * step that failed in the child (reported through a close-on-exec pipe, so a
- * missing program is an error here, not a mystery exit 127); that child has
- * already exited and the caller reaps it. */
-pid_t drover_spawn(const struct drover_spawn_request *req, int *err);
+ * step that failed in the child and *step = that step (reported through a
+ * close-on-exec pipe, so a missing program or a refused chroot is an error
+ * here, not a mystery exit 127); that child has already exited and the
+ * caller reaps it. `step` may be NULL. */
+pid_t drover_spawn(const struct drover_spawn_request *req, int *err, int *step);
 
 /* ---- sockets -------------------------------------------------------------- */
 int drover_unix_listen(const char *path, int backlog);   /* bind+listen; -1/errno */

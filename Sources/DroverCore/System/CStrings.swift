@@ -7,3 +7,9 @@ public func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMu
     defer { pointers.forEach { free($0) } }
     return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
 }
+
+/// Calls `body` with the string as a C string, or with NULL for nil.
+public func withOptionalCString<R>(_ string: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
+    guard let string else { return body(nil) }
+    return string.withCString { body($0) }
+}
