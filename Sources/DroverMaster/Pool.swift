@@ -126,7 +126,7 @@ final class Pool {
         guard count > 0 else { return 0 }
         let delay = backoff.delay(at: now)
         master.scoreboard.setBackoff(pool: index, milliseconds: UInt32(clamping: delay / 1000))
-        var allowed = delay > 0 ? 1 : count
+        var allowed = min(delay > 0 ? 1 : count, rolloutRoom ?? .max)
         let room = master.processRoom
         if room < allowed {
             master.log.warning("The maximum number of processes has been reached. Please review your configuration and consider raising 'process.max'")
@@ -297,16 +297,33 @@ final class Pool {
         master.scoreboard.setTotal(pool: index, children.count + master.oldWorkers(in: index))
     }
 
-    /// After a reload: whether as many new workers are ready as the pool
-    /// starts with, so the old generation can stop accepting without a gap.
-    var newGenerationReady: Bool {
-        let target = switch config.pm {
+    /// How many workers the pool starts with (what a reload waits for).
+    var startTarget: Int {
+        switch config.pm {
         case .static: config.maxChildren
-        case .dynamic: config.startServers
+        case .dynamic: min(config.startServers, config.maxChildren)
         case .ondemand: 0
         }
-        return master.scoreboard.readyWorkers(pool: index, generation: master.generation) >= min(target, config.maxChildren)
     }
+
+    /// This generation's workers that are ready (their app accepts).
+    var newGenerationReady: Int {
+        master.scoreboard.readyWorkers(pool: index, generation: master.generation)
+    }
+
+    /// While the previous generation still serves this pool after a reload,
+    /// new workers start at most `rolloutConcurrency` at a time: starting
+    /// them all at once (fork, exec, PHP's start-up, for every worker) took
+    /// the CPU from the requests being served and delayed them by up to
+    /// 250 ms on 2 cores (bench/reload, docs/architecture.md). nil: no limit.
+    private var rolloutRoom: Int? {
+        guard master.oldGeneration?.isServing(pool: index) == true else { return nil }
+        let starting = children.count - newGenerationReady
+        return max(0, Self.rolloutConcurrency - starting)
+    }
+
+    /// One fewer than the CPUs, at least one.
+    static let rolloutConcurrency = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) - 1)
 
     // MARK: exits
 

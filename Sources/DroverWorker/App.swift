@@ -26,6 +26,8 @@ final class App {
     var keepsConnections = true
     /// The connection to the app, or -1.
     private(set) var fd: Int32 = -1
+    /// `fd` was opened by start() and not yet handed out by connect().
+    private var freshConnection = false
     private let argv: [String]
     private let envp: [String]
     /// The app's CPU time (its CPU clock, at the start and the end of each
@@ -138,6 +140,28 @@ final class App {
         startedAt = Clock.monotonicMicros()
         requests = 0
         keepsConnections = true
+        awaitFirstAccept(listenFD)
+    }
+
+    /// Longest wait for a new app to accept its first connection (µs).
+    static let startWait: Int64 = 1_000_000
+
+    /// Waits until the app takes a first connection off its socket, at most
+    /// `startWait`: php-cgi, for one, accepts only once PHP has started, so
+    /// the worker counts as ready (and a reload retires the old generation)
+    /// only when its app really serves, not while the first request would
+    /// still wait for PHP to start. The connection is kept for that request.
+    private func awaitFirstAccept(_ listenFD: Int32) {
+        guard connect() != nil else { return }
+        freshConnection = true
+        let deadline = Clock.monotonicMicros() + Self.startWait
+        while Clock.monotonicMicros() < deadline {
+            guard let queue = ListenQueue.read(listenFD), queue.waiting > 0 else { return }
+            // Died meanwhile: left unreaped (WNOWAIT) for the worker's SIGCHLD handling.
+            var info = siginfo_t()
+            if waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info._sifields._sigchld.si_pid == pid { return }
+            usleep(1_000)
+        }
     }
 
     /// What failed in the spawned child, for the error log.
@@ -160,7 +184,11 @@ final class App {
     /// Connects if not connected; returns whether a new connection was made,
     /// or nil if the app is unreachable.
     func connect() -> Bool? {
-        if fd >= 0 { return false }
+        if fd >= 0 {
+            // The connection made while the app started is new to the caller.
+            defer { freshConnection = false }
+            return freshConnection
+        }
         // A blocking socket (every other call on it passes MSG_DONTWAIT), so
         // the relay can wait for the app's answer in one recv(2) instead of
         // poll(2) + read(2); SO_RCVTIMEO bounds that wait so signals and the
@@ -182,6 +210,7 @@ final class App {
     func closeConnection() {
         if fd >= 0 { FD.close(fd) }
         fd = -1
+        freshConnection = false
     }
 
     /// Called when the worker reaped the app; returns how long it ran (µs).

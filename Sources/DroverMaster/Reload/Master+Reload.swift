@@ -166,26 +166,30 @@ extension Master {
     private func stepRetiring() {
         guard let old = oldGeneration, isRunning else { return }
         let now = Clock.monotonicMicros()
-        let ready = { (index: Int) -> Bool? in self.pools.first { $0.index == index }?.newGenerationReady }
-        for index in old.poolsToRetire(now: now, newGenerationReady: ready) {
-            let name = scoreboard.poolName(index)
-            if ready(index) == false {
-                log.warning("[pool \(name)] the new generation is not ready after \(ExitStatus.seconds(now - old.adoptedAt)) seconds; retiring the previous one anyway")
-            }
-            let (pids, sockets) = old.retire(index, now: now)
-            if !pids.isEmpty { log.notice("[pool \(name)] \(pids.count) workers of the previous generation finish their requests and exit") }
-            for pid in pids { kill(pid, SIGQUIT) }
-            for socket in sockets { FD.close(socket.fd) }
-            if pids.isEmpty && ready(index) == nil { releaseDroppedPool(index) }
-        }
+        // New workers start a few at a time while the old ones serve (Pool.rolloutRoom).
+        for pool in pools where old.isServing(pool: pool.index) { pool.fill() }
+        let idle = Set(scoreboard.liveWorkers().filter { scoreboard.slotState($0.slot) == .idle }.map(\.pid))
+        let (pids, sockets) = old.step(now: now, newGeneration: { index in
+            self.pools.first { $0.index == index }.map { OldGeneration.Progress(target: $0.startTarget, ready: $0.newGenerationReady) }
+        }, isIdle: { idle.contains($0) })
+        for pid in pids { kill(pid, SIGQUIT) }
+        for socket in sockets { FD.close(socket.fd) }
+        if !pids.isEmpty { log.debug("\(pids.count) workers of the previous generation finish their requests and exit") }
         for (pid, sig) in old.overdue(now: now, timeout: config.global.processControlTimeout) {
             log.warning("child \(pid) of the previous generation still runs \(Int(config.global.processControlTimeout)) s (process_control_timeout) after being told to stop; sending \(sig == SIGKILL ? "SIGKILL" : "SIGTERM")")
             kill(pid, sig)
         }
         if old.allRetired && !reloadAnnounced {
             reloadAnnounced = true
+            let stalled = pools.filter { $0.newGenerationReady < $0.startTarget }.map(\.config.name)
+            if !stalled.isEmpty {
+                log.warning("reload: the new generation of \(stalled.map { "[pool \($0)]" }.joined(separator: ", ")) is not complete; the previous one was retired after \(OldGeneration.readyWait / 1_000_000) s without progress")
+            }
             log.notice("reload complete: generation \(generation) serves")
             systemd.ready()
+        }
+        for index in old.pools where old.count(pool: index) == 0 && !pools.contains(where: { $0.index == index }) {
+            if !old.openOrphans.contains(where: { $0.pool == index }) { releaseDroppedPool(index) }
         }
         if old.isEmpty {
             reloadTimer?.stop()
@@ -206,7 +210,10 @@ extension Master {
         } else if !old.pools.contains(worker.pool) {
             releaseDroppedPool(worker.pool)
         }
-        stepRetiring()
+        if old.isEmpty {
+            reloadTimer?.stop()
+            oldGeneration = nil
+        }
     }
 
     /// Frees the scoreboard record and socket folder of a pool the

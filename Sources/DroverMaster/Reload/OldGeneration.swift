@@ -3,31 +3,42 @@ import Glibc
 
 /// The workers a re-executed master inherits (design §7). The master before
 /// the exec forked them; they are still this process's children and still
-/// serve. They are retired pool by pool — SIGQUIT: finish the request in
-/// hand, then exit — as soon as the pool's new generation is ready, so the
-/// pool never has nobody accepting. A pool the new configuration dropped is
-/// retired once its accept queue is empty (its socket path is already gone,
-/// so nothing new arrives). `readyWait` bounds the wait for either, and
-/// process_control_timeout bounds how long a retired worker may take.
+/// serve. They are retired — SIGQUIT: finish the request in hand, then exit
+/// — one for each new worker that is ready, idle ones first, so the pool
+/// never has fewer workers accepting than it had. A pool the configuration
+/// dropped is retired once its accept queue is empty (its socket path is
+/// already gone, so nothing new arrives there). When the new generation
+/// makes no progress for `readyWait`, whatever is left is retired anyway;
+/// process_control_timeout then bounds how long a retired worker may take.
 final class OldGeneration {
     struct Worker {
         var slot: Int
         var pool: Int
         var generation: UInt32
+        /// When it was told to stop (SIGQUIT).
+        var retiredAt: Int64?
+        /// The last signal process_control_timeout sent it.
+        var escalated: Int32?
     }
 
-    /// Longest wait for a pool's new generation (or for a dropped pool's
-    /// queue to empty) before the old workers are retired anyway.
+    /// What a kept pool's new generation looks like.
+    struct Progress {
+        /// Workers the new generation starts with (static: max_children).
+        var target: Int
+        /// New workers ready now.
+        var ready: Int
+    }
+
+    /// Longest time without a new worker becoming ready (or, for a dropped
+    /// pool, without its queue emptying) before the rest is retired anyway.
     static let readyWait: Int64 = 5_000_000
 
     private(set) var workers: [Int32: Worker] = [:]
     /// Sockets no pool of the new configuration took over, by the pool
-    /// record that had them; the master closes its copy when that pool retires.
+    /// record that had them; closed once that pool's last old worker retires.
     private(set) var orphans: [Int: [Handoff.Listener]] = [:]
-    /// Pool records whose old workers have been told to stop, and when.
-    private(set) var retiredAt: [Int: Int64] = [:]
-    /// The last signal process_control_timeout sent each overdue worker.
-    private var escalated: [Int32: Int32] = [:]
+    /// Per pool: the new workers ready at the last step, and since when.
+    private var progress: [Int: (ready: Int, since: Int64)] = [:]
     let adoptedAt: Int64
 
     init(workers live: [LiveWorker], orphans: [Handoff.Listener], now: Int64) {
@@ -41,6 +52,7 @@ final class OldGeneration {
     /// The pool records that still have old workers or orphaned sockets.
     var pools: Set<Int> { Set(workers.values.map(\.pool)).union(orphans.keys) }
 
+    /// Old workers still alive in pool record `pool`.
     func count(pool: Int) -> Int { workers.values.filter { $0.pool == pool }.count }
 
     func owns(_ pid: Int32) -> Bool { workers[pid] != nil }
@@ -48,46 +60,64 @@ final class OldGeneration {
     /// Forgets an old worker that exited; nil when `pid` is not one.
     func exited(_ pid: Int32) -> Worker? { workers.removeValue(forKey: pid) }
 
-    /// Whether every pool has been told to stop (the new generation serves).
-    var allRetired: Bool { pools.allSatisfy { retiredAt[$0] != nil } }
+    /// Whether every old worker has been told to stop (the new generation
+    /// serves in its place).
+    var allRetired: Bool { orphans.isEmpty && workers.values.allSatisfy { $0.retiredAt != nil } }
 
-    /// The pools to retire now. `newGenerationReady(pool)` is nil for a pool
-    /// the configuration dropped, else whether its new workers are ready.
-    func poolsToRetire(now: Int64, newGenerationReady: (Int) -> Bool?) -> [Int] {
-        pools.filter { pool in
-            guard retiredAt[pool] == nil else { return false }
-            // Nobody is left to take what waits in an orphaned socket.
-            if now - adoptedAt >= Self.readyWait || count(pool: pool) == 0 { return true }
-            let ready = newGenerationReady(pool) ?? true
+    /// Whether `pool` still has old workers serving (not yet retired).
+    func isServing(pool: Int) -> Bool {
+        workers.values.contains { $0.pool == pool && $0.retiredAt == nil }
+    }
+
+    /// The old workers to retire now, marked retired, and the orphaned
+    /// sockets to close. `newGeneration(pool)` is nil for a pool the
+    /// configuration dropped; `isIdle(pid)` says whether a worker is idle.
+    func step(now: Int64, newGeneration: (Int) -> Progress?, isIdle: (Int32) -> Bool)
+        -> (pids: [Int32], sockets: [Handoff.Listener]) {
+        var pids: [Int32] = []
+        var sockets: [Handoff.Listener] = []
+        for pool in pools.sorted() {
+            let serving = workers.filter { $0.value.pool == pool && $0.value.retiredAt == nil }
+                .map(\.key).sorted { isIdle($0) && !isIdle($1) }
             let queued = ListenQueue.total(of: (orphans[pool] ?? []).map(\.fd)).waiting
-            return ready && queued == 0
-        }.sorted()
+            let new = newGeneration(pool)
+            var stalled = now - adoptedAt >= Self.readyWait
+            var keep: Int
+            if let new {
+                let last = progress[pool] ?? (0, adoptedAt)
+                if new.ready > last.ready { progress[pool] = (new.ready, now) }
+                stalled = now - (progress[pool]?.since ?? adoptedAt) >= Self.readyWait
+                // One old worker stays while only it can take what waits in
+                // the socket the pool used before.
+                keep = max(new.target - new.ready, queued > 0 ? 1 : 0)
+            } else {
+                keep = queued > 0 ? serving.count : 0
+            }
+            if stalled { keep = 0 }
+            let leaving = Array(serving.prefix(max(0, serving.count - keep)))
+            for pid in leaving { workers[pid]?.retiredAt = now }
+            pids += leaving
+            if !isServing(pool: pool), let closing = orphans.removeValue(forKey: pool) { sockets += closing }
+        }
+        return (pids, sockets)
     }
 
-    /// Marks `pool` retired and returns its workers' pids and its orphaned
-    /// sockets (which the caller signals and closes).
-    func retire(_ pool: Int, now: Int64) -> (pids: [Int32], sockets: [Handoff.Listener]) {
-        retiredAt[pool] = now
-        let sockets = orphans.removeValue(forKey: pool) ?? []
-        return (workers.filter { $0.value.pool == pool }.map(\.key), sockets)
-    }
-
-    /// process_control_timeout (seconds, 0: none) after a pool was retired,
-    /// its remaining old workers get SIGTERM, and one second later SIGKILL.
-    /// Returns the signals to send now.
+    /// process_control_timeout (seconds, 0: none) after a worker was
+    /// retired it gets SIGTERM, and one second later SIGKILL. Returns the
+    /// signals to send now.
     func overdue(now: Int64, timeout: Double) -> [(pid: Int32, signal: Int32)] {
         guard timeout > 0 else { return [] }
-        var result: [(Int32, Int32)] = []
+        var result: [(pid: Int32, signal: Int32)] = []
         for (pid, w) in workers {
-            guard let since = retiredAt[w.pool] else { continue }
+            guard let since = w.retiredAt else { continue }
             let late = now - since - Int64(timeout * 1e6)
-            let next: Int32? = switch escalated[pid] {
+            let next: Int32? = switch w.escalated {
             case nil where late >= 0: SIGTERM
             case SIGTERM where late >= 1_000_000: SIGKILL
             default: nil
             }
             if let next {
-                escalated[pid] = next
+                workers[pid]?.escalated = next
                 result.append((pid, next))
             }
         }
