@@ -462,12 +462,13 @@ class Harness:
         return (f"{first_line([self.drover, '-v'])} ({self.drover}, sha256 {self.drover_sha}…, built {self.drover_mtime}; "
                 f"git {git}{f' + {dirty} uncommitted change(s) in Sources/' if dirty else ''})")
 
-    def start_drover(self, key, what, conf, logfile, sock, min_workers, stdout_file=None):
-        """Starts `drover -F [-R] -y CONF`; returns once its log says it is
-        ready, the socket exists and it has at least `min_workers` children."""
+    def start_drover(self, key, what, conf, logfile, sock, min_workers, stdout_file=None, env=None):
+        """Starts `drover -F [-R] -y CONF` (with `env` added to the
+        environment); returns once its log says it is ready, the socket
+        exists and it has at least `min_workers` children."""
         root_flag = ["-R"] if self.is_root else []
         p = self.spawn(key, [self.drover, "-F", *root_flag, "-y", conf],
-                       stdout_file or os.path.join(self.out, f"{key}.stdout"))
+                       stdout_file or os.path.join(self.out, f"{key}.stdout"), env=env)
         self.wait_for(f"{what} (drover)",
                       lambda: "ready to handle connections" in read(logfile) and os.path.exists(sock),
                       20, p, logfile)
