@@ -303,11 +303,23 @@ extension Worker {
     /// Makes sure the app runs and is connected; returns a reason if not.
     /// A new connection joins the epoll set, where the idle loop notices an
     /// app closing it between requests.
-    private func connectApp() -> String? {
+    private func connectApp(retried: Bool = false) -> String? {
         if app.pid == 0, let problem = startApp() { return problem }
         switch app.connect() {
         case nil:
-            return "connect(\(app.socketPath)): \(SystemError.message(errno))"
+            let problem = "connect(\(app.socketPath)): \(SystemError.message(errno))"
+            // The app died while idle and its SIGCHLD is still unread (its
+            // socket closes before it becomes a zombie): nothing of the
+            // request was sent, so reap it, start a new one and try once
+            // more rather than answer 503. A dying app is given 100 ms.
+            guard !retried else { return problem }
+            let deadline = Clock.monotonicMicros() + 100_000
+            while app.pid > 0 && Clock.monotonicMicros() < deadline {
+                reapApp()
+                if app.pid > 0 { usleep(1_000) }
+            }
+            guard app.pid == 0, appFailureExit == nil else { return problem }
+            return connectApp(retried: true)
         case true?:
             try? watch(app.fd, .app, events: UInt32(DROVER_EPOLLIN) | UInt32(DROVER_EPOLLRDHUP))
             return nil

@@ -351,12 +351,6 @@ def test_app_killed_under_load_fails_only_its_request(drover_factory, workdir):
     report("kill -9 app", outcomes + [hit], recovery)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: when an idle app dies, its socket refuses connections at once, but the worker restarts it "
-    "only when it handles SIGCHLD, which the kernel delivers milliseconds later (5.5 ms in an strace); "
-    "requests the worker accepts in between are answered 503 'cannot reach the app: connect(...): "
-    "Connection refused' although nothing of them reached any app (bench/faults, release: up to 15 in a "
-    "row per kill). Seen within a few to ~60 kills of idle apps under load"))
 def test_idle_app_killed_under_load_fails_no_request(drover_factory, workdir):
     """kill -9 of apps whose worker is idle (up to 200 times, each after the
     pool is whole again): no request was in flight in them, so none may
