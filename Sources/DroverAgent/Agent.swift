@@ -128,6 +128,13 @@ public enum Agent {
         private var pause: UVTimer?
         private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: LogChannel.maxRecord, alignment: 8)
         private var finishing = false
+        /// The master is gone: the agent stays until its workers are.
+        private var outliving = false
+        private var exitHooksRun = false
+        private var outliveTimer: UVTimer?
+        /// Longest the agent outlives its master, waiting for workers that
+        /// finish their requests (seconds).
+        static let outliveLimit = 120.0
 
         init(_ context: AgentContext) { self.context = context }
 
@@ -149,17 +156,23 @@ public enum Agent {
             }
             try reopen.start()
             signals.append(reopen)
+            // SIGTERM is also what PR_SET_PDEATHSIG sends when the master dies.
+            let masterPID = context.launch.masterPID
             for sig in [SIGTERM, SIGQUIT] {
-                let s = try UVSignal(loop, signal: sig) { [unowned self] in self.finish() }
+                let s = try UVSignal(loop, signal: sig) { [unowned self] in
+                    if getppid() != masterPID { self.outliveMaster() } else { self.finish() }
+                }
                 try s.start()
                 signals.append(s)
             }
+            // Only the master and its workers send on the channel: without
+            // our own copy of the send end, the channel reads end-of-file once
+            // the last of them is gone.
+            FD.close(context.launch.channel.sendFD)
 
-            // PR_SET_PDEATHSIG (set by the master's fork) normally ends us;
-            // this also covers a master that exec'ed or a lost signal.
-            let masterPID = context.launch.masterPID
+            // This also covers a lost signal.
             let timer = try UVTimer(loop) { [unowned self] in
-                if getppid() != masterPID { self.finish() }
+                if getppid() != masterPID { self.outliveMaster() }
             }
             timer.start(after: 1, repeat: 1)
             masterCheck = timer
@@ -191,7 +204,11 @@ public enum Agent {
                 case .bytes(let n):
                     context.router.route(record: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
                     count += 1
-                case .wouldBlock, .endOfFile:
+                case .wouldBlock:
+                    return count
+                case .endOfFile:
+                    // Every sender is gone (only possible once the master is).
+                    if outliving && !finishing { finish() }
                     return count
                 case .failed(let e):
                     context.router.log(.alert, "agent: recv() on the log channel: \(SystemError.message(e)) (\(e))")
@@ -203,6 +220,30 @@ public enum Agent {
             return count
         }
 
+        /// The master died (killed: a stop would have stopped the agent
+        /// last). Its workers finish their requests and exit (their
+        /// PR_SET_PDEATHSIG is SIGQUIT), logging as they go: the agent keeps
+        /// writing until the channel reads end-of-file, that is until the
+        /// last of them is gone, at most `outliveLimit`; then it removes
+        /// the apps' socket directory, which nobody else is left to remove.
+        func outliveMaster() {
+            guard !outliving else { return }
+            outliving = true
+            context.router.log(.alert, "the master (pid \(context.launch.masterPID)) is gone; its workers finish their requests, and the agent writes their logs until the last one exits")
+            runExitHooks()      // no more status or control: nobody answers them
+            if let limit = try? UVTimer(context.loop, handler: { [unowned self] in self.finish() }) {
+                limit.start(after: Self.outliveLimit)
+                outliveTimer = limit
+            }
+            drain(limit: Agent.maxRecordsPerWake)
+        }
+
+        private func runExitHooks() {
+            guard !exitHooksRun else { return }
+            exitHooksRun = true
+            for hook in context.onExit { hook() }
+        }
+
         /// Drains what is left (bounded: writers that never stop cannot
         /// keep the agent alive), writes unfinished lines, runs the
         /// services' exit hooks and exits with `status`.
@@ -211,7 +252,8 @@ public enum Agent {
                 finishing = true
                 if status == 0 { drain(limit: Agent.maxRecordsAtExit) }
                 context.router.flushPartials()
-                for hook in context.onExit { hook() }
+                runExitHooks()
+                if outliving, let base = context.launch.appSocketBase { AppSocketDirectory.remove(base) }
             }
             _exit(status)
         }

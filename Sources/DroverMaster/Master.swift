@@ -226,7 +226,7 @@ public final class Master {
             scoreboard = try Scoreboard.create(poolCapacity: max(64, config.pools.count * 2),
                                                slotCapacity: max(256, totalChildren * 2 + 64))
             channel = try LogChannel()
-            base = try Runtime.makeAppSocketDirectory()
+            base = try AppSocketDirectory.make()
         }
         scoreboard.generation = generation
         channel.countDrops(in: scoreboard.droppedLogRecordsCounter)
@@ -250,7 +250,7 @@ public final class Master {
             // Only sockets systemd passed are never unlinked; one a previous
             // master opened is Drover's own.
             for i in listeners.indices { listeners[i].inherited = reused[i]?.fromSystemd ?? false }
-            let directory = try Runtime.makePoolSocketDirectory(base: base, poolIndex: index, owner: runAs)
+            let directory = try AppSocketDirectory.makePool(base: base, poolIndex: index, owner: runAs)
             scoreboard.configurePool(index, name: poolConfig.name, limits: PoolLimits(
                 pm: poolConfig.pm.scoreboardValue, maxChildren: poolConfig.maxChildren,
                 startServers: poolConfig.startServers, minSpare: poolConfig.minSpareServers,
@@ -400,7 +400,7 @@ public final class Master {
     func startAgent() {
         guard let channel, isRunning else { return }
         let launch = AgentLaunch(config: config, scoreboard: scoreboard, channel: channel,
-                                 forceStderr: options.forceStderr, masterPID: getpid())
+                                 forceStderr: options.forceStderr, masterPID: getpid(), appSocketBase: appSocketBase)
         let pid = drover_fork_child(SIGTERM)
         if pid == 0 { agentEntry(launch) }
         if pid < 0 {
@@ -456,7 +456,7 @@ public final class Master {
         stopAgent()
         for pool in pools { pool.closeListeners() }
         for orphan in oldGeneration?.takeOrphans() ?? [] { FD.close(orphan.fd) }
-        if let base = appSocketBase { Runtime.removeAppSocketDirectory(base) }
+        if let base = appSocketBase { AppSocketDirectory.remove(base) }
         if let pidFile { unlink(pidFile) }
     }
 }

@@ -632,7 +632,15 @@ extension Worker {
         }
     }
 
-    private func finish(_ r: ActiveRequest) {
+    private func finish(_ request: ActiveRequest) {
+        var r = request
+        if r.clientGone && !r.statusKnown {
+            // Nobody answered and nobody was left to answer: nginx's "client
+            // closed request", rather than a 200 that never happened.
+            r.status = 499
+            r.statusKnown = true
+            slot.setStatus(499)
+        }
         let usage = r.phase == .app ? app.usageSince(wallMicros: Clock.monotonicMicros() - r.startedAt) : nil
         let endedAt = Clock.realtimeMicros()
         slot.endRequest(at: endedAt, bytesIn: r.bytesIn, bytesOut: r.bytesOut, cpu: usage?.cpu, memory: usage?.memory)

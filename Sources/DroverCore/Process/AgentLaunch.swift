@@ -11,10 +11,15 @@ public struct AgentLaunch: @unchecked Sendable {
     public var forceStderr: Bool
     /// The master, which the control socket's reload/stop commands signal.
     public var masterPID: Int32
+    /// The apps' socket directory, which the agent removes when it outlives
+    /// the master (killed: nobody else is left to).
+    public var appSocketBase: String?
     /// Descriptors the agent keeps; every other inherited one is closed.
     public var keepFDs: [Int32] { [channel.receiveFD, channel.sendFD, scoreboard.fd, 0, 1, 2] }
 
-    public init(config: Configuration, scoreboard: Scoreboard, channel: LogChannel, forceStderr: Bool, masterPID: Int32) {
+    public init(config: Configuration, scoreboard: Scoreboard, channel: LogChannel, forceStderr: Bool, masterPID: Int32,
+                appSocketBase: String? = nil) {
+        self.appSocketBase = appSocketBase
         self.config = config
         self.scoreboard = scoreboard
         self.channel = channel

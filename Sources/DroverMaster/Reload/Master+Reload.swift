@@ -221,6 +221,6 @@ extension Master {
     private func releaseDroppedPool(_ index: Int) {
         log.notice("[pool \(scoreboard.poolName(index))] removed")
         scoreboard.releasePool(index)
-        if let base = appSocketBase { Runtime.removePoolSocketDirectory("\(base)/p\(index)") }
+        if let base = appSocketBase { AppSocketDirectory.removePool("\(base)/p\(index)") }
     }
 }
