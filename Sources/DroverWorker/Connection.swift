@@ -24,13 +24,20 @@ final class ClientConnection {
     /// Requests completed on this connection: only a connection that has
     /// carried a request (with FCGI_KEEP_CONN) is parked when it goes quiet.
     var requestsServed = 0
+    /// When a new connection must have sent its first whole record
+    /// (Worker.firstRecordTimeout after the accept), parked or not.
+    let firstRecordBy: Int64
     /// The peer as the access log's %R shows it ("-" for Unix sockets, as php-fpm).
     lazy var peerText: [UInt8] = Array((peer == .unix ? "-" : peer.description).utf8)
 
-    init(fd: Int32, peer: PeerAddress) {
+    init(fd: Int32, peer: PeerAddress, firstRecordBy: Int64) {
         self.fd = fd
         self.peer = peer
+        self.firstRecordBy = firstRecordBy
     }
+
+    /// Parked before its first request and past its deadline.
+    func silentTooLong(now: Int64) -> Bool { requestsServed == 0 && now >= firstRecordBy }
 
     var hasOutput: Bool { outputOffset < output.count }
 

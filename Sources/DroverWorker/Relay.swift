@@ -19,6 +19,12 @@ extension Worker {
     /// is in progress (a new connection, or a kept one mid-record). nginx
     /// sends at once; a client that does not is dropped, not waited for.
     static let firstRecordTimeout: Int64 = 30_000_000
+    /// How long a worker waits for a new connection's first request before
+    /// it parks the connection beside its listening sockets and goes on
+    /// accepting: nginx writes the request with the connection, so a client
+    /// silent this long is slow or hostile, and must not hold a worker (slow
+    /// loris). Parked, it still has firstRecordTimeout from its accept.
+    static let parkSilentAfter: Int64 = 20_000
 
     /// Relay state for one `serve` call.
     struct RelayState {
@@ -32,6 +38,8 @@ extension Worker {
         /// While no request is in progress: when the client must have sent a
         /// whole record (see firstRecordTimeout).
         var recordDeadline: Int64 = .max
+        /// A new connection without a request yet is parked at this time.
+        var parkAt: Int64 = .max
         /// Loop turns, to look at signals and deadlines now and then even
         /// when data never stops flowing (poll, which watches them, is
         /// then never reached).
@@ -46,6 +54,7 @@ extension Worker {
         if accessLog != nil { currentPeer = conn.peerText }
         appBuffer.reset()
         var s = RelayState()
+        if conn.requestsServed == 0 { s.parkAt = Clock.monotonicMicros() + Self.parkSilentAfter }
         while true {
             s.turns &+= 1
             if s.turns & 255 == 0 {
@@ -93,16 +102,23 @@ extension Worker {
                 if conn.closeAfterOutput || conn.peerClosed || leaving { return false }
                 // A kept connection between requests waits in the worker's
                 // epoll set. A new one whose request has not arrived yet is
-                // waited for here: parking it would leave its request behind
-                // whatever this worker does next, while others sit idle.
+                // waited for here, briefly (parkSilentAfter): parking it at
+                // once would leave its request behind whatever this worker
+                // does next, while others sit idle.
                 if clientBuffer.isEmpty && conn.requestsServed > 0 { return true }
             }
             // Waiting for the client's records (a new request, or its
             // PARAMS): bounded, so a silent client cannot hold the worker.
             if s.request.map({ $0.phase == .params }) ?? !conn.hasOutput {
-                if s.recordDeadline == .max { s.recordDeadline = Clock.monotonicMicros() + Self.firstRecordTimeout }
+                if s.recordDeadline == .max {
+                    s.recordDeadline = conn.requestsServed == 0 ? conn.firstRecordBy : Clock.monotonicMicros() + Self.firstRecordTimeout
+                }
             } else {
                 s.recordDeadline = .max
+            }
+            // Still no request from a new connection: park it (slow loris).
+            if s.request == nil && !conn.hasOutput && conn.requestsServed == 0 && Clock.monotonicMicros() >= s.parkAt {
+                return true
             }
             if s.clientReadable && wantsClientInput(conn, s) { continue }
             if s.appReadable && wantsAppInput(s) { continue }
@@ -575,7 +591,7 @@ extension Worker {
         pollFDs[3] = pollfd(fd: output[0], events: Int16(POLLIN), revents: 0)
         pollFDs[4] = pollfd(fd: output[1], events: Int16(POLLIN), revents: 0)
         var timeout: Int32 = -1
-        let deadline = min(s.request?.nextTimer ?? .max, s.recordDeadline)
+        let deadline = min(s.request?.nextTimer ?? .max, s.recordDeadline, s.request == nil ? s.parkAt : .max)
         if deadline != .max {
             timeout = Int32(clamping: max(0, (deadline - Clock.monotonicMicros()) / 1000 + 1))
         }
@@ -602,7 +618,7 @@ extension Worker {
     private func deadlinePassed(_ conn: ClientConnection, _ s: inout RelayState) -> Bool {
         let now = Clock.monotonicMicros()
         if now >= s.recordDeadline && (s.request.map { $0.phase == .params } ?? true) {
-            log.warning("\(poolTag) worker \(getpid()): closing a connection that sent no complete record in \(Self.firstRecordTimeout / 1_000_000) s")
+            logSilentConnection()
             return false
         }
         if let r = s.request, now >= r.slowAt { reportSlow(r, now: now, &s) }

@@ -142,7 +142,7 @@ public final class Worker {
 
     private func eventLoop() -> WorkerExit {
         while stopping == nil {
-            let n = Int(drover_epoll_wait(epoll, eventTokens, eventFlags, 64, -1))
+            let n = Int(drover_epoll_wait(epoll, eventTokens, eventFlags, 64, silentConnectionWait()))
             if n < 0 {
                 if errno == EINTR { continue }
                 log.error("\(poolTag) worker \(getpid()): epoll_wait(): \(SystemError.message(errno))")
@@ -180,8 +180,29 @@ public final class Worker {
                 if kind == .client, let conn = kept[fd] { serveAndPark(conn) }
             }
             if let exit = appFailureExit { return exit }
+            closeSilentConnections()
         }
         return .normal
+    }
+
+    /// epoll_wait's timeout (ms): until the first parked new connection
+    /// runs out of time to send its request, or -1.
+    private func silentConnectionWait() -> Int32 {
+        guard let first = kept.values.lazy.filter({ $0.requestsServed == 0 }).map(\.firstRecordBy).min() else { return -1 }
+        return Int32(clamping: max(0, (first - Clock.monotonicMicros()) / 1000 + 1))
+    }
+
+    private func closeSilentConnections() {
+        let now = Clock.monotonicMicros()
+        for conn in kept.values where conn.silentTooLong(now: now) {
+            logSilentConnection()
+            kept.removeValue(forKey: conn.fd)
+            conn.close()
+        }
+    }
+
+    func logSilentConnection() {
+        log.warning("\(poolTag) worker \(getpid()): closing a connection that sent no complete record in \(Self.firstRecordTimeout / 1_000_000) s")
     }
 
     /// Accepts and serves one connection, if one is waiting (another worker
@@ -194,7 +215,7 @@ public final class Worker {
             FD.close(fd)
             return
         }
-        serveAndPark(ClientConnection(fd: fd, peer: peer))
+        serveAndPark(ClientConnection(fd: fd, peer: peer, firstRecordBy: Clock.monotonicMicros() + Self.firstRecordTimeout))
     }
 
     /// Serves a connection until it is idle, then keeps or closes it.
