@@ -386,16 +386,22 @@ final class AgentEndToEndTests: XCTestCase {
         let config = try ConfigLoader.load(path: ini)
         let scoreboard = try Scoreboard.create(poolCapacity: 1, slotCapacity: 1)
         let channel = try LogChannel()
-        defer {
-            close(channel.sendFD)
-            close(channel.receiveFD)
-        }
+        defer { close(channel.receiveFD) }
+        let sockets = dir.file("sockets")
+        XCTAssertEqual(mkdir(sockets, 0o711), 0)
+        XCTAssertEqual(mkdir(sockets + "/p0", 0o700), 0)
         // A master pid that is not our parent: the 1 s check notices.
         let launch = AgentLaunch(config: config, scoreboard: scoreboard, channel: channel,
-                                 forceStderr: false, masterPID: getpid() &+ 1_000_000)
+                                 forceStderr: false, masterPID: getpid() &+ 1_000_000, appSocketBase: sockets)
         channel.send(LogRecordHeader(kind: .access, pool: 0, pid: 2), "GET /queued 200\n")
         let pid = drover_fork_child(SIGKILL)
         if pid == 0 { Agent.run(launch) }
+        // The agent stays while anyone can still send (the master's workers
+        // finishing their requests); here the last sender is this process.
+        usleep(1_500_000)
+        XCTAssertEqual(waitpid(pid, nil, WNOHANG), 0, "the agent left while a sender was still there")
+        channel.send(LogRecordHeader(kind: .access, pool: 0, pid: 3), "GET /finished-later 200\n")
+        close(channel.sendFD)
         var status: Int32 = 0
         let deadline = Clock.monotonicMicros() + 10_000_000
         var done: Int32 = 0
@@ -410,6 +416,8 @@ final class AgentEndToEndTests: XCTestCase {
             return
         }
         XCTAssertEqual(status, 0)
-        XCTAssertEqual(dir.read("access.log"), "GET /queued 200\n")
+        XCTAssertEqual(dir.read("access.log"), "GET /queued 200\nGET /finished-later 200\n")
+        XCTAssertTrue((dir.read("error.log") ?? "").contains("ALERT: the master (pid \(getpid() &+ 1_000_000)) is gone"))
+        XCTAssertNotEqual(access(sockets, F_OK), 0, "the apps' socket directory is removed")
     }
 }
