@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,10 +75,9 @@ class Served:
 
 
 def www_script(tmp_path):
-    """A script the pool's user (www-data) can read."""
-    www = tmp_path / "www"
-    www.mkdir()
-    os.chmod(tmp_path, 0o755)
+    """A script the pool's user (www-data) can read: pytest's own temporary
+    directories are private to root, so it goes to a directory of its own."""
+    www = Path(tempfile.mkdtemp(prefix="drover-install-www-"))
     os.chmod(www, 0o755)
     (www / "hello.php").write_text(HELLO)
     os.chmod(www / "hello.php", 0o644)
@@ -145,16 +145,17 @@ def test_make_install_fhs_tree_runs_with_its_installed_config(tmp_path):
     assert "user = www-data" in (dest / "etc/drover/pool.d/www.conf").read_text()
     # It serves, from the tree, on the installed configuration.
     made = run_dirs()
+    script = www_script(tmp_path)
     served = Served(drover, str(dest / "etc/drover/drover.conf"), "/run/drover/www.sock")
     try:
-        r = served.first_response(www_script(tmp_path))
+        r = served.first_response(script)
         assert "hello from cgi-fcgi" in r.text, r
         status = subprocess.run([str(dest / "usr/bin/droverctl"), "status", "--json", "-c", str(dest / "etc/drover/drover.conf")],
                                 capture_output=True, text=True, timeout=30)
-        assert status.returncode == 0 and '"pool": "www"' in status.stdout, status
+        assert status.returncode == 0 and '"pool":"www"' in status.stdout, status
     finally:
         assert served.stop() == 0
-        for d in made:
+        for d in made + [os.path.dirname(script)]:
             shutil.rmtree(d, ignore_errors=True)
 
 
@@ -202,6 +203,7 @@ def test_make_deb_installs_runs_and_purges(tmp_path):
         if served:
             served.stop()
         subprocess.run(["dpkg", "--purge", "drover"], capture_output=True, text=True, timeout=120)
+        shutil.rmtree(os.path.dirname(script), ignore_errors=True)
     assert not installed("drover")
     assert not os.path.exists("/usr/sbin/drover") and not os.path.exists("/etc/drover/drover.conf")
     assert conffiles  # the control archive was readable
