@@ -59,7 +59,8 @@ public enum AgentServices {
         let actions = ControlActions(
             pools: { status.pools() },
             reopen: { context.reopenLogs() },
-            signalMaster: { signal in kill(masterPID, signal) == 0 ? 0 : errno })
+            signalMaster: { signal in kill(masterPID, signal) == 0 ? 0 : errno },
+            generation: { (context.scoreboard.generation, context.scoreboard.reloadRefusals) })
         // The agent runs as the master's user; should that ever differ, the
         // socket still belongs to the master's.
         var owner = ControlServer.owner(ofProcess: masterPID)

@@ -90,6 +90,7 @@ public final class Worker {
         slot.setState(.idle)
         if slot.markReady() { PoolEvent.send(.ready, to: launch.eventFD) }
         let result = eventLoop()
+        if stopping == .graceful && appFailureExit == nil { serveParkedBeforeExit() }
         shutDown()
         return result
     }
@@ -185,6 +186,36 @@ public final class Worker {
         return .normal
     }
 
+    /// How long a graceful stop waits for the first request of connections
+    /// it parked (nginx sends at once; this is for clients a little slower).
+    static let parkedGrace: Int64 = 1_000_000
+
+    /// A graceful stop fails nothing the worker took: a connection parked
+    /// before its first request is still served if the request comes within
+    /// `parkedGrace`. The listening sockets leave the epoll set first, so
+    /// new connections go to other workers.
+    private func serveParkedBeforeExit() {
+        for fd in launch.listenFDs { drover_epoll_del(epoll, fd) }
+        let until = Clock.monotonicMicros() + Self.parkedGrace
+        while stopping == .graceful && appFailureExit == nil && kept.values.contains(where: { $0.requestsServed == 0 }) {
+            let left = until - Clock.monotonicMicros()
+            guard left > 0 else { return }
+            let n = Int(drover_epoll_wait(epoll, eventTokens, eventFlags, 64, Int32(clamping: left / 1000 + 1)))
+            if n < 0 && errno != EINTR { return }
+            for i in 0..<max(n, 0) {
+                let (kind, fd) = Token.split(eventTokens[i])
+                switch kind {
+                case .signal: _ = handleSignals()
+                case .output: app.output?.drain(fd)
+                case .app where app.fd == fd: app.closeConnection()
+                case .client:
+                    if let conn = kept[fd], conn.requestsServed == 0, stopping == .graceful { serveAndPark(conn) }
+                default: break
+                }
+            }
+        }
+    }
+
     /// epoll_wait's timeout (ms): until the first parked new connection
     /// runs out of time to send its request, or -1.
     private func silentConnectionWait() -> Int32 {
@@ -220,7 +251,9 @@ public final class Worker {
 
     /// Serves a connection until it is idle, then keeps or closes it.
     private func serveAndPark(_ conn: ClientConnection) {
-        guard serve(conn), stopping == nil else {
+        // Stopping gracefully, a connection still waiting for its first
+        // request stays parked: serveParkedBeforeExit serves it.
+        guard serve(conn), stopping == nil || (stopping == .graceful && conn.requestsServed == 0) else {
             // close(2) also takes it out of the epoll set.
             kept.removeValue(forKey: conn.fd)
             conn.close()

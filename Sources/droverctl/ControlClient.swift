@@ -56,6 +56,15 @@ struct ControlOptions: ParsableArguments {
         return path
     }
 
+    /// The master's generation and refused reloads ("generation" command).
+    func generation() throws(CLIError) -> (generation: UInt32, refused: UInt32) {
+        let words = try send("generation").split(whereSeparator: { $0 == " " || $0 == "\n" })
+        guard words.count == 4, let g = UInt32(words[1]), let r = UInt32(words[3]) else {
+            throw CLIError("drover gave an unexpected answer to 'generation': \(words.joined(separator: " "))")
+        }
+        return (g, r)
+    }
+
     /// Sends `command` and returns the reply; "ERR ..." replies are thrown.
     func send(_ command: String) throws(CLIError) -> String {
         let path = try socketPath()

@@ -277,12 +277,15 @@ extension Terminal {
 struct ReloadCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reload",
-        abstract: "Ask the master to reload (as SIGUSR2 does).",
+        abstract: "Reload the configuration (as SIGUSR2 does) and say how it went.",
         discussion: """
             Sends SIGUSR2 to the master of the running drover, as \
-            'kill -USR2 $(cat /run/drover.pid)' would: php-fpm's signal to reload \
-            the configuration and replace the workers. What the master makes of \
-            it goes to its error log. Prints "OK" once the signal is sent.
+            'kill -USR2 $(cat /run/drover.pid)' would: the master checks the \
+            configuration, then re-executes itself and replaces the workers \
+            with no failed request. droverctl waits (up to --timeout) until the \
+            new generation serves, and prints its number; if the master refused \
+            the configuration, it says so and exits 1: the reasons, with \
+            file:line, are in the error log, and the running configuration stays.
 
             \(controlSocketHelp)
 
@@ -295,8 +298,25 @@ struct ReloadCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors { () throws(CLIError) in
+            let before = try control.generation()
             _ = try control.send("reload")
-            try printOut("OK: the master was asked to reload (SIGUSR2)\n")
+            let deadline = Deadline(seconds: control.timeout)
+            while !deadline.hasPassed {
+                usleep(100_000)
+                // The agent is replaced during a reload: a refused connection
+                // means "not yet".
+                guard let now = try? control.generation() else { continue }
+                if now.refused != before.refused {
+                    throw CLIError("reload refused: the configuration has errors (the error log gives them with file:line); "
+                                   + "drover runs on with generation \(now.generation)", exitCode: 1)
+                }
+                if now.generation != before.generation {
+                    try printOut("OK: reloaded, generation \(now.generation) serves\n")
+                    return
+                }
+            }
+            throw CLIError("the master was asked to reload (SIGUSR2), but no new generation served within "
+                           + "\(Int(control.timeout)) s; see the error log", exitCode: 1)
         }
     }
 }

@@ -324,7 +324,7 @@ final class HTTPStatusTests: XCTestCase {
         ControlActions(pools: { pools }, reopen: { recorder.reopened += 1 }, signalMaster: { signal in
             recorder.signals.append(signal)
             return recorder.error
-        })
+        }, generation: { (3, 1) })
     }
 
     func testControlReplies() {
@@ -334,6 +334,7 @@ final class HTTPStatusTests: XCTestCase {
         XCTAssertEqual(recorder.reopened, 1)
         // The signal is checked (0) at once and sent after the reply.
         XCTAssertEqual(ControlProtocol.reply(to: "reload", actions: a), ControlReply("OK\n", signalAfter: SIGUSR2))
+        XCTAssertEqual(ControlProtocol.reply(to: "generation", actions: a), ControlReply("generation 3 refused 1\n"))
         XCTAssertEqual(ControlProtocol.reply(to: "stop", actions: a), ControlReply("OK\n", signalAfter: SIGQUIT))
         XCTAssertEqual(ControlProtocol.reply(to: "stop now", actions: a), ControlReply("OK\n", signalAfter: SIGTERM))
         XCTAssertEqual(recorder.signals, [0, 0, 0])

@@ -64,6 +64,7 @@ def reload_and_wait(d, how, generation):
         out = subprocess.run([DROVERCTL_BIN, "reload", "--socket", str(d.workdir / "ctl.sock")],
                              capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out
+        assert out.stdout == f"OK: reloaded, generation {generation} serves\n", out
     else:
         d.send(how)
     wait_for(lambda: f"reload complete: generation {generation} serves" in d.log_text(),
@@ -163,7 +164,8 @@ def test_no_request_waits_for_the_reload(drover_factory, workdir):
 def test_invalid_config_keeps_serving_and_names_file_and_line(drover_factory, workdir):
     d = drover_factory()
     www = d.sock("www")
-    d.write_config([pool_section("www", www, max_children=2, extra=PHP_LIMITS)])
+    d.write_config([pool_section("www", www, max_children=2, extra=PHP_LIMITS)],
+                   global_extra=f"control.socket = {workdir / 'ctl.sock'}")
     d.start(statuses=[(www, 2)])
     workers = sorted(workers_of(d.pid))
     good = d.conf.read_text()
@@ -182,9 +184,13 @@ def test_invalid_config_keeps_serving_and_names_file_and_line(drover_factory, wo
     d.send(signal.SIGHUP)
     wait_for(lambda: "cannot find '/nonexistent/app'" in d.log_text(), what="the missing command")
     assert sorted(workers_of(d.pid)) == workers
+    # droverctl reload says it was refused (exit 1), and why is in the log.
+    ctl = ["--socket", str(workdir / "ctl.sock")]
+    out = subprocess.run([DROVERCTL_BIN, "reload", *ctl], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1 and "reload refused" in out.stderr, out
     # Fixed: the next reload goes through.
     d.conf.write_text(good)
-    reload_and_wait(d, signal.SIGUSR2, 2)
+    reload_and_wait(d, "droverctl", 2)
     assert fcgi_request(www, str(workdir / "www" / "hello.php")).status == 200
 
 

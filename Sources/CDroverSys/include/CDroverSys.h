@@ -161,7 +161,7 @@ struct drover_sb_header {
     uint32_t slot_capacity;
     int32_t master_pid;
     uint32_t generation;
-    uint32_t reserved;
+    uint32_t reload_refusals;  /* reloads the master refused (bad configuration): droverctl reload says so */
     int64_t start_time_us;     /* CLOCK_REALTIME */
     uint64_t pools_offset;
     uint64_t slots_offset;

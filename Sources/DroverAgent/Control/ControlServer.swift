@@ -14,6 +14,7 @@ import Glibc
 //   status json   a JSON array with one object per pool, per-process rows included
 //   reopen        the agent reopens every log file           → "OK"
 //   reload        SIGUSR2 to the master                      → "OK"
+//   generation    the master's generation and refused reloads → "generation N refused M"
 //   stop          SIGQUIT to the master (graceful stop)      → "OK"
 //   stop now      SIGTERM to the master (fast stop)          → "OK"
 //
@@ -24,6 +25,7 @@ public enum ControlCommand: Equatable, Sendable {
     case status(json: Bool)
     case reopen
     case reload
+    case generation
     case stop(now: Bool)
 
     /// Words separated by spaces or tabs, case-insensitive; nil if unknown.
@@ -34,13 +36,14 @@ public enum ControlCommand: Equatable, Sendable {
         case ["status", "json"]: self = .status(json: true)
         case ["reopen"]: self = .reopen
         case ["reload"]: self = .reload
+        case ["generation"]: self = .generation
         case ["stop"]: self = .stop(now: false)
         case ["stop", "now"]: self = .stop(now: true)
         default: return nil
         }
     }
 
-    public static let usage = "status, status json, reopen, reload, stop, stop now"
+    public static let usage = "status, status json, reopen, reload, generation, stop, stop now"
 }
 
 /// What the commands act on; the server passes the real ones, tests fakes.
@@ -49,12 +52,16 @@ public struct ControlActions {
     public var reopen: () -> Void
     /// Sends a signal to the master (0: only checks that it could); 0 or an errno.
     public var signalMaster: (Int32) -> Int32
+    /// The master's generation and how many reloads it refused.
+    public var generation: () -> (generation: UInt32, refused: UInt32)
 
     public init(pools: @escaping () -> [PoolStatus], reopen: @escaping () -> Void,
-                signalMaster: @escaping (Int32) -> Int32) {
+                signalMaster: @escaping (Int32) -> Int32,
+                generation: @escaping () -> (generation: UInt32, refused: UInt32) = { (0, 0) }) {
         self.pools = pools
         self.reopen = reopen
         self.signalMaster = signalMaster
+        self.generation = generation
     }
 }
 
@@ -86,6 +93,9 @@ public enum ControlProtocol {
             return ControlReply("OK\n")
         case .reload:
             return signal(SIGUSR2, "reload", actions)
+        case .generation:
+            let now = actions.generation()
+            return ControlReply("generation \(now.generation) refused \(now.refused)\n")
         case .stop(let now):
             return signal(now ? SIGTERM : SIGQUIT, now ? "stop now" : "stop", actions)
         }

@@ -27,6 +27,13 @@ extension Scoreboard {
         set { drover_atomic_store32(&header.pointee.generation, newValue) }
     }
 
+    /// Reloads the master refused (invalid configuration, a socket it could
+    /// not open, a failed exec): `droverctl reload` compares it before and after.
+    public var reloadRefusals: UInt32 {
+        get { drover_atomic_load32(&header.pointee.reload_refusals) }
+        set { drover_atomic_store32(&header.pointee.reload_refusals, newValue) }
+    }
+
     /// The name of pool record `index` ("" when it is not in use).
     public func poolName(_ index: Int) -> String {
         var copy = drover_sb_pool()

@@ -24,7 +24,7 @@ extension Master {
         switch Reexec.check(options, scoreboard: scoreboard, environment: environment) {
         case .failure(let refusal):
             for problem in refusal.problems { log.error("\(problem)") }
-            log.error("reload aborted: keeping the running configuration (generation \(generation))")
+            refuseReload()
             return
         case .success(let config):
             newConfig = config
@@ -35,16 +35,23 @@ extension Master {
             (handoff, opened) = try prepareHandoff(for: newConfig)
         } catch {
             log.error("\(error)")
-            log.error("reload aborted: keeping the running configuration (generation \(generation))")
+            refuseReload()
             return
         }
         systemd.reloading()
         log.notice("re-executing for generation \(generation + 1)")
         let error = Reexec.exec(handoff, arguments: CommandLine.arguments, environment: execEnvironment)
-        log.error("reload aborted: execve(/proc/self/exe): \(SystemError.message(error)); keeping the running configuration (generation \(generation))")
+        log.error("execve(/proc/self/exe): \(SystemError.message(error))")
+        refuseReload()
         Listeners.close(opened)
         Listeners.unlinkPaths(opened)
         systemd.ready()
+    }
+
+    /// Says so in the error log and in the scoreboard (for droverctl reload).
+    private func refuseReload() {
+        log.error("reload aborted: keeping the running configuration (generation \(generation))")
+        scoreboard.reloadRefusals &+= 1
     }
 
     /// The handoff for `newConfig`: the sockets it keeps (duplicates, so
