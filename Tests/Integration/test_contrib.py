@@ -88,10 +88,13 @@ def request_lines(sock, script, seqs):
 
 
 def seqs_in(text):
+    """The request numbers of an access log, sorted: two workers each send
+    their line when their request is done, so lines of back-to-back requests
+    may swap places."""
     lines = text.splitlines()
     for line in lines:
         assert SEQ_LINE.fullmatch(line), f"unexpected access-log line {line!r}"
-    return [int(SEQ_LINE.fullmatch(line).group(1)) for line in lines]
+    return sorted(int(SEQ_LINE.fullmatch(line).group(1)) for line in lines)
 
 
 def read(path):
@@ -251,6 +254,15 @@ def unit_settings(path):
     return settings
 
 
+def assert_unit(path, expected):
+    """Each setting of `expected` is set once in the unit, to that value;
+    returns all the unit's settings."""
+    settings = unit_settings(path)
+    for key, value in expected.items():
+        assert settings.get(key) == [value], (path.name, key, settings.get(key))
+    return settings
+
+
 def test_systemd_units_verify(workdir):
     """`systemd-analyze verify` accepts drover.service and drover.socket.
     The binary is not installed here, so the units are checked as copies
@@ -269,15 +281,17 @@ def test_systemd_units_verify(workdir):
 
 def test_service_unit_keeps_what_drover_needs():
     """The choices the unit's comments explain, pinned down."""
-    s = unit_settings(SERVICE)
-    assert s["Type"] == ["notify"]
-    assert s["ExecStart"] == ["/usr/sbin/drover -F -y /etc/drover/drover.conf"]
-    assert s["ExecStartPre"] == ["/usr/sbin/drover -t -y /etc/drover/drover.conf"]
-    assert s["ExecReload"] == ["/bin/kill -USR2 $MAINPID"]
-    assert s["KillMode"] == ["mixed"]
-    assert s["RuntimeDirectory"] == ["drover"] and s["LogsDirectory"] == ["drover"]
-    # drover.socket's socket lives in /run/drover: it must survive a stop.
-    assert s["RuntimeDirectoryPreserve"] == ["yes"]
+    s = assert_unit(SERVICE, {
+        "Type": "notify",
+        "ExecStart": "/usr/sbin/drover -F -y /etc/drover/drover.conf",
+        "ExecStartPre": "/usr/sbin/drover -t -y /etc/drover/drover.conf",
+        "ExecReload": "/bin/kill -USR2 $MAINPID",
+        "KillMode": "mixed",
+        "RuntimeDirectory": "drover",
+        "LogsDirectory": "drover",
+        # drover.socket's socket lives in /run/drover: it must survive a stop.
+        "RuntimeDirectoryPreserve": "yes",
+    })
     families = s["RestrictAddressFamilies"][0].split()
     assert {"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"} <= set(families)
     for forbidden in ("MemoryDenyWriteExecute", "NoNewPrivileges", "SystemCallFilter", "User", "DynamicUser",
@@ -292,11 +306,8 @@ def test_service_unit_keeps_what_drover_needs():
 
 
 def test_socket_unit_names_the_pool():
-    s = unit_settings(SOCKET)
-    assert s["ListenStream"] == ["/run/drover/www.sock"]
-    assert s["FileDescriptorName"] == ["www"]
-    assert s["Service"] == ["drover.service"]
-    assert s["SocketMode"] == ["0660"]
+    assert_unit(SOCKET, {"ListenStream": "/run/drover/www.sock", "FileDescriptorName": "www",
+                         "Service": "drover.service", "SocketMode": "0660"})
 
 
 def test_tmpfiles_and_sysusers_apply_to_a_root(workdir):
