@@ -62,6 +62,9 @@ public final class AgentContext {
 }
 
 public enum Agent {
+    /// The libuv this binary runs with, for `drover -v`.
+    public static var libuvVersion: String { String(cString: uv_version_string()) }
+
     /// Records routed per wake-up of the channel watcher at most; the rest
     /// waits one loop turn, so a flood of log records cannot starve the
     /// status server or the signal handlers on the same loop.

@@ -77,6 +77,9 @@ public final class Master {
 
     var isRunning: Bool { stopping == nil }
 
+    /// The libev this binary runs with, for `drover -v`.
+    public static var libevVersion: String { EventLoop.libevVersion }
+
     /// `workerEntry` runs in each forked worker and `agentEntry` in the
     /// forked agent (the `drover` executable passes DroverWorker's and
     /// DroverAgent's entry points; master, worker and agent stay siblings).

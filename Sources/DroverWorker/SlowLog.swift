@@ -278,10 +278,10 @@ public enum SlowLog {
         public static func read(pid: Int32) -> AppProbe {
             let dir = "/proc/\(pid)/"
             return AppProbe(
-                state: readFile(dir + "stat", limit: 4096).flatMap(stateLetter),
-                wchan: readFile(dir + "wchan", limit: 256).map(text),
-                syscall: readFile(dir + "syscall", limit: 512).map { line(text($0)) },
-                stack: readFile(dir + "stack", limit: 16 * 1024).map(text))
+                state: FD.readFile(dir + "stat", limit: 4096).flatMap(stateLetter),
+                wchan: FD.readFile(dir + "wchan", limit: 256).map(text),
+                syscall: FD.readFile(dir + "syscall", limit: 512).map { line(text($0)) },
+                stack: FD.readFile(dir + "stack", limit: 16 * 1024).map(text))
         }
 
         /// The letter after the comm field, found from the last ')' since
@@ -302,27 +302,6 @@ public enum SlowLog {
         static func line(_ s: String) -> String {
             s.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
         }
-    }
-
-    /// A small file read whole (up to `limit` bytes); nil when it cannot be
-    /// opened or read (an unreadable /proc file fails at open or at read).
-    static func readFile(_ path: String, limit: Int) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { return nil }
-        defer { FD.close(fd) }
-        var bytes = [UInt8](repeating: 0, count: limit)
-        var count = 0
-        while count < limit {
-            let n = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + count, limit - count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return nil
-            }
-            if n == 0 { break }
-            count += n
-        }
-        bytes.removeSubrange(count...)
-        return bytes
     }
 
     // MARK: the trace command

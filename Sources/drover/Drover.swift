@@ -32,8 +32,8 @@ struct Drover: ParsableCommand {
         helpNames: [.short, .long])
 
     @Option(name: [.customShort("y"), .customLong("fpm-config")], help: ArgumentHelp(
-        "The configuration file.", valueName: "file"))
-    var configFile: String = Locations.defaultConfigFile
+        "The configuration file (default: see --locations).", valueName: "file"))
+    var configOption: String?
 
     @Option(name: [.short, .long], help: ArgumentHelp(
         "Prefix for relative paths in the configuration.", valueName: "dir"))
@@ -58,8 +58,11 @@ struct Drover: ParsableCommand {
     @Flag(name: [.customShort("t"), .customLong("test")], help: "Test the configuration and exit; twice (-tt) also prints every effective value.")
     var test: Int
 
-    @Flag(name: [.customShort("v"), .customLong("version")], help: "Print the version and exit.")
+    @Flag(name: [.customShort("v"), .customLong("version")], help: "Print the version and build information, and exit.")
     var version = false
+
+    @Flag(name: .customLong("locations"), help: "Print where Drover looks for its files and why there, and exit.")
+    var printLocations = false
 
     func validate() throws {
         if noDaemonize && daemonize { throw ValidationError("-F and -D contradict each other") }
@@ -67,9 +70,21 @@ struct Drover: ParsableCommand {
 
     func run() throws {
         if version {
-            print("drover \(DroverVersion.string) (FastCGI process manager; libev master, Swift)")
+            print(Self.versionText())
             return
         }
+        var (locations, warnings) = Locations.resolve()
+        for warning in warnings { Console.log(.warning, warning) }
+        if let configOption { locations.override("config_file", configOption, by: "-y") }
+        if let pidFile { locations.override("pid_file", pidFile, by: "-g") }
+        if printLocations {
+            let width = locations.entries.map(\.key.count).max() ?? 0
+            for e in locations.entries {
+                print(e.key.padding(width) + "  " + e.value.padding(max(30, e.value.count)) + "  (\(e.source))")
+            }
+            return
+        }
+        let configFile = locations.configFile
         let config: Configuration
         do {
             config = try ConfigLoader.load(path: configFile, prefix: prefix)
@@ -109,6 +124,22 @@ struct Drover: ParsableCommand {
         let status = master.run()
         if status != 0 { throw ExitCode(status) }
     }
+}
+
+extension Drover {
+    /// `drover -v`: the version, then how this binary was built.
+    static func versionText() -> String {
+        var lines = ["drover \(DroverVersion.string) (FastCGI process manager; libev master, Swift)"]
+        let commit = BuildInfo.gitCommit
+        lines.append("built by \(BuildInfo.builtBy)" + (commit.isEmpty ? "" : " from git \(commit)")
+                     + (BuildInfo.buildDate.isEmpty ? "" : " on \(BuildInfo.buildDate)"))
+        lines.append("libev \(Master.libevVersion), libuv \(Agent.libuvVersion)")
+        return lines.joined(separator: "\n")
+    }
+}
+
+private extension String {
+    func padding(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
 }
 
 /// Messages before the error log is open go to stderr in its format.

@@ -15,8 +15,11 @@ struct ControlOptions: ParsableArguments {
     var socket: String?
 
     @Option(name: [.customShort("c"), .customLong("config")],
-            help: ArgumentHelp("Drover's configuration file, read for control.socket (or pid).", valueName: "file"))
-    var config: String = Locations.defaultConfigFile
+            help: ArgumentHelp("Drover's configuration file, read for control.socket (or pid); by default the one `drover --locations` names.", valueName: "file"))
+    var configFile: String?
+
+    /// -c, else drover's default configuration (its locations).
+    var config: String { configFile ?? Locations.resolve().0.configFile }
 
     @Option(name: [.customShort("p"), .long],
             help: ArgumentHelp("The prefix drover was started with (-p), for relative paths in the configuration.",

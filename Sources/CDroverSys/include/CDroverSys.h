@@ -282,4 +282,9 @@ void drover_copy_field(char *dst, size_t cap, const void *src, size_t len);
  * family, or whatever the kernel answered. */
 int drover_listen_queue(int fd, uint32_t *queued, uint32_t *capacity);
 
+/* ---- build ---- */
+/* A value `make` compiled in (build_info.c): sysconfdir, localstatedir,
+ * rundir, user, group, git_commit, build_date, built_by; "" if unknown. */
+const char *drover_build_value(const char *key);
+
 #endif

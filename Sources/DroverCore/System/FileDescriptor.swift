@@ -84,6 +84,27 @@ public enum FD {
         return (fds[0], fds[1])
     }
 
+    /// A small file read whole (up to `limit` bytes); nil when it cannot be
+    /// opened or read (an unreadable /proc file fails at open or at read).
+    public static func readFile(_ path: String, limit: Int) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return nil }
+        defer { FD.close(fd) }
+        var bytes = [UInt8](repeating: 0, count: limit)
+        var count = 0
+        while count < limit {
+            let n = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + count, limit - count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return nil
+            }
+            if n == 0 { break }
+            count += n
+        }
+        bytes.removeSubrange(count...)
+        return bytes
+    }
+
     /// Closes every descriptor from 3 up except `keep` (negative entries are
     /// ignored): a forked worker, agent or helper must not hold what its
     /// parent had open (other pools' sockets, client connections, libev's fds).

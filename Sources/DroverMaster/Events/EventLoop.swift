@@ -32,6 +32,8 @@ public final class EventLoop {
     }
 
     public func run() { ev_run(loop, 0) }
+    /// The libev this process runs with ("4.33").
+    public static var libevVersion: String { "\(ev_version_major()).\(ev_version_minor())" }
     public func stop() { ev_break(loop, Int32(EVBREAK_ALL)) }
     /// libev's cached time, seconds.
     public var now: Double { ev_now(loop) }
