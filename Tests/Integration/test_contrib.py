@@ -294,9 +294,14 @@ def test_service_unit_keeps_what_drover_needs():
     })
     families = s["RestrictAddressFamilies"][0].split()
     assert {"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"} <= set(families)
-    for forbidden in ("MemoryDenyWriteExecute", "NoNewPrivileges", "SystemCallFilter", "User", "DynamicUser",
-                      "PrivateUsers"):
+    for forbidden in ("MemoryDenyWriteExecute", "NoNewPrivileges", "User", "DynamicUser", "PrivateUsers"):
         assert forbidden not in s, f"{forbidden}= would break pools (see the unit's comments)"
+    # A deny list only, leaving chroot (@mount), setuid & co. (@privileged),
+    # rlimits (@resources) and ptrace (@debug).
+    for filters in s.get("SystemCallFilter", []):
+        assert filters.startswith("~"), filters
+        for kept in ("@mount", "@privileged", "@resources", "@debug", "@system-service", "chroot"):
+            assert kept not in filters, kept
     dropped = s["CapabilityBoundingSet"][0]
     assert dropped.startswith("~")
     for kept in ("CAP_SETUID", "CAP_SETGID", "CAP_SYS_CHROOT", "CAP_SYS_ADMIN", "CAP_KILL", "CAP_CHOWN"):
