@@ -404,8 +404,11 @@ enum DirectiveTable {
              "Start apps with an empty environment plus env[] (no: inherit the master's environment).") { p, i throws(ValueError) in
             p.config.clearEnv = try i.bool()
         },
-        pool("security.limit_extensions", ".php .phar", implemented: false,
-             "Space-separated script extensions the app may run (empty: any).") { p, i throws(ValueError) in
+        pool("security.limit_extensions", ".php .phar", implemented: true,
+             "Space-separated extensions a script must end with (case-sensitive) for php-cgi pools (no `command`, or a php-cgi one); "
+                + "empty: no check. The worker finds the file php-cgi would run for SCRIPT_FILENAME (cgi.fix_pathinfo: "
+                + "/up/evil.jpg/x.php runs /up/evil.jpg) and answers any other with php-fpm's 403 `Access denied.` and a "
+                + "NOTICE in the error log, before the app sees the request. Pools with another `command` ignore it.") { p, i throws(ValueError) in
             let text = try i.string()
             p.config.securityLimitExtensions = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
         },
