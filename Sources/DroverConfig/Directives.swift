@@ -447,11 +447,12 @@ enum DirectiveTable {
             try phpSetting(&p, i, admin: false, flag: true)
         },
         pool("php_admin_value[]", "none", implemented: true,
-             "php_admin_value[name] = value: like php_value, but PHP code cannot change it.") { p, i throws(ValueError) in
+             "php_admin_value[name] = value: passed to php-cgi as -d like php_value (php-fpm also stops PHP code from changing it; "
+                + "php-cgi has no such level, so ini_set() can).") { p, i throws(ValueError) in
             try phpSetting(&p, i, admin: true, flag: false)
         },
         pool("php_admin_flag[]", "none", implemented: true,
-             "php_admin_flag[name] = on/off: like php_flag, but PHP code cannot change it.") { p, i throws(ValueError) in
+             "php_admin_flag[name] = on/off: passed to php-cgi as -d like php_flag (php-fpm also stops PHP code from changing it; php-cgi cannot).") { p, i throws(ValueError) in
             try phpSetting(&p, i, admin: true, flag: true)
         },
         pool("command", "php-cgi", implemented: true, drover: true,
