@@ -404,8 +404,11 @@ enum DirectiveTable {
              "Start apps with an empty environment plus env[] (no: inherit the master's environment).") { p, i throws(ValueError) in
             p.config.clearEnv = try i.bool()
         },
-        pool("security.limit_extensions", ".php .phar", implemented: false,
-             "Space-separated script extensions the app may run (empty: any).") { p, i throws(ValueError) in
+        pool("security.limit_extensions", ".php .phar", implemented: true,
+             "Space-separated extensions a script must end with (case-sensitive) for php-cgi pools (no `command`, or a php-cgi one); "
+                + "empty: no check. The worker finds the file php-cgi would run for SCRIPT_FILENAME (cgi.fix_pathinfo: "
+                + "/up/evil.jpg/x.php runs /up/evil.jpg) and answers any other with php-fpm's 403 `Access denied.` and a "
+                + "NOTICE in the error log, before the app sees the request. Pools with another `command` ignore it.") { p, i throws(ValueError) in
             let text = try i.string()
             p.config.securityLimitExtensions = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
         },
@@ -444,11 +447,12 @@ enum DirectiveTable {
             try phpSetting(&p, i, admin: false, flag: true)
         },
         pool("php_admin_value[]", "none", implemented: true,
-             "php_admin_value[name] = value: like php_value, but PHP code cannot change it.") { p, i throws(ValueError) in
+             "php_admin_value[name] = value: passed to php-cgi as -d like php_value (php-fpm also stops PHP code from changing it; "
+                + "php-cgi has no such level, so ini_set() can).") { p, i throws(ValueError) in
             try phpSetting(&p, i, admin: true, flag: false)
         },
         pool("php_admin_flag[]", "none", implemented: true,
-             "php_admin_flag[name] = on/off: like php_flag, but PHP code cannot change it.") { p, i throws(ValueError) in
+             "php_admin_flag[name] = on/off: passed to php-cgi as -d like php_flag (php-fpm also stops PHP code from changing it; php-cgi cannot).") { p, i throws(ValueError) in
             try phpSetting(&p, i, admin: true, flag: true)
         },
         pool("command", "php-cgi", implemented: true, drover: true,

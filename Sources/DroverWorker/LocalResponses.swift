@@ -20,6 +20,9 @@ enum LocalResponse {
         ("Status: \(code) \(reason)\r\nContent-Type: text/plain\r\n\r\n", "\(reason)\n")
     }
 
+    /// php-fpm's answer to a script security.limit_extensions refuses.
+    static let accessDenied = ("Status: 403 Forbidden\r\nContent-type: text/html; charset=UTF-8\r\n\r\n", "Access denied.\n")
+
     /// Appends a whole response (STDOUT, end of STDOUT, END_REQUEST) to `out`.
     static func append(_ response: (head: String, body: String), requestID: UInt16, to out: inout [UInt8]) {
         let bytes = Array((response.head + response.body).utf8)

@@ -274,7 +274,8 @@ extension Worker {
         if slot.poolRunsShort(active: active) { PoolEvent.send(.runningShort, to: launch.eventFD) }
     }
 
-    /// PARAMS are complete: the worker answers ping and status itself,
+    /// PARAMS are complete: the worker answers ping and status itself, and
+    /// refuses a script security.limit_extensions does not allow;
     /// everything else goes to the app.
     private func decide(_ r: inout ActiveRequest, _ conn: ClientConnection, _ s: inout RelayState) throws {
         s.holding = false
@@ -288,6 +289,11 @@ extension Worker {
                 if !pool.statusShowQuery { snapshot = snapshot.redactingQueries() }
                 let query = StatusQuery(queryString: request.queryString(in: raw))
                 answerLocally(&r, conn, LocalResponse.status(StatusRenderer.render([snapshot], as: query)), status: 200)
+            } else if let scriptGuard, let script = request.script,
+                      let denied = scriptGuard.deniedScript(UnsafeRawBufferPointer(rebasing: raw[script])) {
+                // php-fpm's wording and level (fpm_php_limit_extensions).
+                log.notice("\(poolTag) Access to the script '\(denied)' has been denied (see security.limit_extensions)")
+                answerLocally(&r, conn, LocalResponse.accessDenied, status: 403)
             } else if let problem = connectApp() {
                 log.error("\(poolTag) worker \(getpid()): cannot reach the app: \(problem)")
                 answerLocally(&r, conn, LocalResponse.error(503, "Service Unavailable"), status: 503)

@@ -44,6 +44,8 @@ public final class Worker {
     /// ping.path and pm.status_path as bytes, compared with the request's.
     let pingPath: [UInt8]?
     let statusPath: [UInt8]?
+    /// security.limit_extensions, for php-cgi pools that check it.
+    let scriptGuard: ScriptGuard?
     /// How many idle kept-alive connections one worker holds at most; the
     /// oldest is closed beyond that.
     let maxKeptConnections = 64
@@ -66,6 +68,7 @@ public final class Worker {
         allowedClients = AllowedClients(launch.pool.listenAllowedClientRanges)
         pingPath = launch.pool.pingPath.map { Array($0.utf8) }
         statusPath = launch.pool.statusPath.map { Array($0.utf8) }
+        scriptGuard = ScriptGuard(pool: launch.pool)
         params.reserveCapacity(8192)
         accessLog = AccessLog(pool: launch.pool, poolIndex: launch.poolIndex)
     }

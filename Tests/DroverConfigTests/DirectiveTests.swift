@@ -37,7 +37,7 @@ final class DirectiveTests: XCTestCase {
         "access.log", "access.format", "access.suppress_path[]", "catch_workers_output", "decorate_workers_output",
         "pm.max_spare_servers", "pm.max_spawn_rate", "pm.process_idle_timeout", "pm.max_requests", "slowlog",
         "request_slowlog_timeout", "request_terminate_timeout", "request_slowlog_trace_command",
-        "pm.status_listen", "status.show_query",
+        "pm.status_listen", "status.show_query", "security.limit_extensions",
     ]
 
     func testEveryPHPFPMDirectiveIsRecognised() {

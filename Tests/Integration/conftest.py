@@ -722,7 +722,8 @@ php_admin_value[output_buffering] = 0
 # nginx
 # ---------------------------------------------------------------------------
 
-NGINX_CONF = """\
+# Everything but the servers: logs, pid and temporary files in the work directory.
+NGINX_HEAD = """\
 worker_processes 1;
 error_log {dir}/nginx-error.log info;
 pid {dir}/nginx.pid;
@@ -737,6 +738,9 @@ http {{
     uwsgi_temp_path {dir}/nginx-tmp/uwsgi;
     scgi_temp_path {dir}/nginx-tmp/scgi;
     client_max_body_size 200m;
+"""
+
+NGINX_CONF = NGINX_HEAD + """\
     fastcgi_read_timeout 60s;
     fastcgi_send_timeout 60s;
     fastcgi_connect_timeout 10s;
@@ -842,6 +846,37 @@ class Nginx:
 
     def url(self, path, keep=False):
         return f"http://127.0.0.1:{self.keep_port if keep else self.port}{path}"
+
+
+SITE_CONF = NGINX_HEAD + """\
+    include /etc/nginx/mime.types;
+    server {{
+        listen 127.0.0.1:{port};
+        server_name localhost;
+{server}
+    }}
+}}
+"""
+
+
+class NginxSite(Nginx):
+    """nginx with one server whose body (root, locations) the test writes,
+    on a free port; `user` runs its workers as that user (root only)."""
+
+    def __init__(self, workdir, server, user=None):
+        self.dir = Path(workdir)
+        self.port = self.keep_port = free_port()
+        self.conf = self.dir / "nginx-site.conf"
+        (self.dir / "nginx-tmp").mkdir(exist_ok=True)
+        # Relative includes (Debian's snippets/fastcgi-php.conf includes
+        # fastcgi.conf) are looked up beside the configuration file.
+        for name in ("fastcgi.conf", "fastcgi_params", "snippets"):
+            link = self.dir / name
+            if os.path.exists(f"/etc/nginx/{name}") and not os.path.lexists(link):
+                link.symlink_to(f"/etc/nginx/{name}")
+        self.conf.write_text(SITE_CONF.format(dir=self.dir, port=self.port, server=server,
+                                              user=f"user {user};" if user else ""))
+        self.proc = None
 
 
 @pytest.fixture

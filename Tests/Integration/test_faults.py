@@ -351,19 +351,28 @@ def test_app_killed_under_load_fails_only_its_request(drover_factory, workdir):
 
 
 def test_idle_app_killed_under_load_fails_no_request(drover_factory, workdir):
-    """kill -9 of apps whose worker is idle (up to 200 times, each after the
-    pool is whole again): no request was in flight in them, so none may
-    fail but one that was in flight by the time the signal landed (502)."""
+    """kill -9 of apps whose worker is idle (30 times, each after the pool is
+    whole again): no request was in flight in them, so none may fail but one
+    that was in flight by the time the signal landed (502). Each app killed
+    is over 1 s old: one killed younger, before it served anything, counts
+    as a crash loop and its pool backs off (0.1 s doubling), which a fast
+    kill loop on a busy machine turns into waits past any timeout."""
     fp = FaultPool(drover_factory, workdir).start()
     load = Load(fp.sock, fp.hello)
     load.wait_more(20)
     kills = 0
+    tick = os.sysconf("SC_CLK_TCK")
     try:
-        for _ in range(200):
+        for _ in range(60):
+            if kills == 30:
+                break
             idle = [r["app pid"] for r in fp.status()["processes"] if r["state"] == "Idle"]
-            if not idle:
+            started = {pid: st[3] / tick for pid in idle if (st := proc_stat(pid))}
+            if not started:
                 continue
-            app = idle[kills % len(idle)]
+            app = min(started, key=started.get)
+            uptime = float(open("/proc/uptime").read().split()[0])
+            time.sleep(max(0.0, started[app] + 1.2 - uptime))
             os.kill(app, signal.SIGKILL)
             kills += 1
             fp.wait_whole(time.monotonic(), gone={app})
