@@ -62,6 +62,10 @@ final class LogRouterTests: XCTestCase {
         XCTAssertTrue(router.route(LogRecordHeader(kind: .access, pool: 7, pid: 12), "GET /last 200\n"))
         XCTAssertEqual(errorLines(dir).count, 1)
         XCTAssertTrue(errorLines(dir)[0].hasSuffix("NOTICE: child 12 of a pool removed by a reload: access: GET /last 200"), errorLines(dir)[0])
+        XCTAssertTrue(router.route(LogRecordHeader(kind: .output, stream: 2, pool: 7, pid: 13), "Warning: last words\n"))
+        XCTAssertTrue(errorLines(dir)[1].hasSuffix("NOTICE: child 13 of a pool removed by a reload: stderr: Warning: last words"), errorLines(dir)[1])
+        XCTAssertTrue(router.route(LogRecordHeader(kind: .output, stream: 2, pool: 7, pid: 13), ""))   // the stream closed
+        XCTAssertEqual(errorLines(dir).count, 2)
         XCTAssertEqual(router.counts.dropped, 0)
     }
 

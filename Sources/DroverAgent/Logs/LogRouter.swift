@@ -318,11 +318,17 @@ public final class LogRouter {
     }
 
     /// After a reload dropped a pool, its last requests still finish; their
-    /// access and slow-log records go to the error log rather than nowhere.
+    /// access, slow-log and output records go to the error log rather than
+    /// nowhere (undecorated: the pool's settings are gone with it).
     private func routeFromDroppedPool(_ header: LogRecordHeader, _ payload: UnsafeRawBufferPointer) -> Bool {
         var text = String(decoding: payload, as: UTF8.self)
         while text.last == "\n" { text.removeLast() }
-        log(.notice, "child \(header.pid) of a pool removed by a reload: \(header.kind == .access ? "access" : "slow log"): \(text)")
+        let what = switch header.kind {
+        case .access: "access"
+        case .slow: "slow log"
+        default: header.stream == 1 ? "stdout" : "stderr"
+        }
+        log(.notice, "child \(header.pid) of a pool removed by a reload: \(what): \(text)")
         return true
     }
 
@@ -369,8 +375,8 @@ public final class LogRouter {
 
     private func routeOutput(_ header: LogRecordHeader, _ payload: UnsafeRawBufferPointer) -> Bool {
         guard let poolIndex = positions[Int(header.pool)], poolIndex < config.pools.count else {
-            counts.dropped += 1
-            return false
+            // A pool a reload dropped, finishing its last requests.
+            return payload.isEmpty || routeFromDroppedPool(header, payload)
         }
         let key = StreamKey(pid: header.pid, stream: header.stream)
         var carry = pending.removeValue(forKey: key)?.bytes ?? []
