@@ -222,7 +222,7 @@ public final class Master {
             generation = scoreboard.generation &+ 1
             channel = LogChannel(adoptingSend: handoff.channelSendFD, receive: handoff.channelReceiveFD)
             base = handoff.appSocketBase
-            for fd in handoff.descriptors { Reexec.setCloseOnExec(fd, true) }
+            for fd in handoff.descriptors { try? FD.setCloseOnExec(fd) }
         } else {
             let totalChildren = config.pools.reduce(0) { $0 + $1.maxChildren }
             // Headroom for a reload's second generation and added pools.

@@ -156,14 +156,7 @@ public final class Worker {
             // kept connection is noticed before a request is sent on it.
             for i in 0..<n {
                 let (kind, fd) = Token.split(eventTokens[i])
-                if kind == .signal, let exit = handleSignals() { return exit }
-                // Data or EOF from the app between requests: it closed the
-                // connection (or broke the protocol); the next request reconnects.
-                if kind == .app && app.fd == fd {
-                    app.keepsConnections = false
-                    app.closeConnection()
-                }
-                if kind == .output { app.output?.drain(fd) }
+                if let exit = handleHousekeeping(kind, fd) { return exit }
             }
             // Then accept, before serving kept connections: a connection
             // taken off the queue is one no other worker will be woken for.
@@ -207,14 +200,8 @@ public final class Worker {
             if n < 0 && errno != EINTR { return }
             for i in 0..<max(n, 0) {
                 let (kind, fd) = Token.split(eventTokens[i])
-                switch kind {
-                case .signal: _ = handleSignals()
-                case .output: app.output?.drain(fd)
-                case .app where app.fd == fd: app.closeConnection()
-                case .client:
-                    if let conn = kept[fd], conn.requestsServed == 0, stopping == .graceful { serveAndPark(conn) }
-                default: break
-                }
+                _ = handleHousekeeping(kind, fd)
+                if kind == .client, let conn = kept[fd], conn.requestsServed == 0, stopping == .graceful { serveAndPark(conn) }
             }
         }
     }
@@ -226,7 +213,27 @@ public final class Worker {
         return Int32(clamping: max(0, (first - Clock.monotonicMicros()) / 1000 + 1))
     }
 
+    /// Signals, the app's connection and its output pipes, between
+    /// requests; returns an exit status when the worker must leave at once.
+    private func handleHousekeeping(_ kind: Token, _ fd: Int32) -> WorkerExit? {
+        switch kind {
+        case .signal:
+            return handleSignals()
+        case .app where app.fd == fd:
+            // Data or EOF from the app between requests: it closed the
+            // connection (or broke the protocol); the next request reconnects.
+            app.keepsConnections = false
+            app.closeConnection()
+        case .output:
+            app.output?.drain(fd)
+        default:
+            break
+        }
+        return nil
+    }
+
     private func closeSilentConnections() {
+        guard !kept.isEmpty else { return }
         let now = Clock.monotonicMicros()
         for conn in kept.values where conn.silentTooLong(now: now) {
             logSilentConnection()

@@ -16,6 +16,13 @@ public enum FD {
         _ = Glibc.close(fd)   // EINTR on close must not be retried on Linux
     }
 
+    public static func setCloseOnExec(_ fd: Int32, _ on: Bool = true) throws {
+        let flags = fcntl(fd, F_GETFD)
+        if flags < 0 { throw SystemError("fcntl(F_GETFD)") }
+        let new = on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC
+        if new != flags, fcntl(fd, F_SETFD, new) < 0 { throw SystemError("fcntl(F_SETFD)") }
+    }
+
     public static func setNonBlocking(_ fd: Int32, _ on: Bool = true) throws {
         let flags = fcntl(fd, F_GETFL)
         if flags < 0 { throw SystemError("fcntl(F_GETFL)") }

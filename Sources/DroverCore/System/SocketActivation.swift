@@ -228,8 +228,7 @@ public struct SocketActivation: Equatable, Sendable {
     /// Makes an inherited socket behave like one Drover opened: non-blocking
     /// and close-on-exec.
     public static func adopt(_ fd: Int32) throws {
-        let flags = fcntl(fd, F_GETFD)
-        if flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0 { throw SystemError("fcntl(F_SETFD)") }
+        try FD.setCloseOnExec(fd)
         try FD.setNonBlocking(fd)
     }
 }

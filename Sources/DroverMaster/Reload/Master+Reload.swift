@@ -144,10 +144,7 @@ extension Master {
         for orphan in orphans where !orphan.fromSystemd && orphan.address.hasPrefix("/") { unlink(orphan.address) }
         let old = OldGeneration(workers: scoreboard.liveWorkers(), orphans: orphans, now: now)
         oldGeneration = old
-        let kept = Set(pools.map(\.index))
-        for index in scoreboard.poolIndices where !kept.contains(index) && !old.pools.contains(index) {
-            releaseDroppedPool(index)
-        }
+        releaseDroppedPools()
         log.notice("reload: generation \(generation) takes over \(old.workers.count) workers of the previous generation")
         if handoff.agentPID > 0 {
             agentPID = handoff.agentPID
@@ -195,9 +192,7 @@ extension Master {
             log.notice("reload complete: generation \(generation) serves")
             systemd.ready()
         }
-        for index in old.pools where old.count(pool: index) == 0 && !pools.contains(where: { $0.index == index }) {
-            if !old.openOrphans.contains(where: { $0.pool == index }) { releaseDroppedPool(index) }
-        }
+        releaseDroppedPools()
         if old.isEmpty {
             reloadTimer?.stop()
             oldGeneration = nil
@@ -214,8 +209,8 @@ extension Master {
         if let pool = pools.first(where: { $0.index == worker.pool }) {
             pool.publishTotal()
             pool.fill()
-        } else if !old.pools.contains(worker.pool) {
-            releaseDroppedPool(worker.pool)
+        } else {
+            releaseDroppedPools()
         }
         if old.isEmpty {
             reloadTimer?.stop()
@@ -223,11 +218,16 @@ extension Master {
         }
     }
 
-    /// Frees the scoreboard record and socket folder of a pool the
-    /// configuration no longer has.
-    private func releaseDroppedPool(_ index: Int) {
-        log.notice("[pool \(scoreboard.poolName(index))] removed")
-        scoreboard.releasePool(index)
-        if let base = appSocketBase { AppSocketDirectory.removePool("\(base)/p\(index)") }
+    /// Frees the scoreboard record and socket folder of every pool the
+    /// configuration no longer has and nothing of the old generation uses
+    /// (no worker, no orphaned socket).
+    private func releaseDroppedPools() {
+        let kept = Set(pools.map(\.index))
+        let draining = oldGeneration?.pools ?? []
+        for index in scoreboard.poolIndices where !kept.contains(index) && !draining.contains(index) {
+            log.notice("[pool \(scoreboard.poolName(index))] removed")
+            scoreboard.releasePool(index)
+            if let base = appSocketBase { AppSocketDirectory.removePool("\(base)/p\(index)") }
+        }
     }
 }

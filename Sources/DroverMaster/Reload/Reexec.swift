@@ -59,7 +59,7 @@ enum Reexec {
     /// handoff. Returns only if the exec failed: the errno, with everything
     /// as it was.
     static func exec(_ handoff: Handoff, arguments: [String], environment: [String: String]) -> Int32 {
-        for fd in handoff.descriptors { setCloseOnExec(fd, false) }
+        for fd in handoff.descriptors { try? FD.setCloseOnExec(fd, false) }
         setBlocked(masterSignals, true)
         var env = environment
         env[Handoff.variable] = handoff.encoded()
@@ -74,7 +74,7 @@ enum Reexec {
             }
         }
         setBlocked(masterSignals, false)
-        for fd in handoff.descriptors { setCloseOnExec(fd, true) }
+        for fd in handoff.descriptors { try? FD.setCloseOnExec(fd, true) }
         return error
     }
 
@@ -83,11 +83,5 @@ enum Reexec {
         sigemptyset(&set)
         for sig in signals { sigaddset(&set, sig) }
         sigprocmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &set, nil)
-    }
-
-    static func setCloseOnExec(_ fd: Int32, _ on: Bool) {
-        let flags = fcntl(fd, F_GETFD)
-        guard flags >= 0 else { return }
-        _ = fcntl(fd, F_SETFD, on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC)
     }
 }
