@@ -478,12 +478,13 @@ class Harness:
 
     # --------------------------------------------------------------- php-fpm
 
-    def start_php_fpm(self, key, what, conf, logfile, sock, min_workers, stdout_file=None):
+    def start_php_fpm(self, key, what, conf, logfile, sock, min_workers, stdout_file=None, launcher=()):
         """Starts `php-fpm -F [-R] -c OUT/php.ini -y CONF` with the bench's
-        PHP_INI_SCAN_DIR; returns once ready, like start_drover."""
+        PHP_INI_SCAN_DIR (after `launcher`, a command that execs it, such as
+        chrt); returns once ready, like start_drover."""
         root_flag = ["-R"] if self.is_root else []
         env = {"PHP_INI_SCAN_DIR": self.php_scan_dir}
-        p = self.spawn(key, [self.php_fpm, "-F", *root_flag, "-c", self.php_ini, "-y", conf],
+        p = self.spawn(key, [*launcher, self.php_fpm, "-F", *root_flag, "-c", self.php_ini, "-y", conf],
                        stdout_file or os.path.join(self.out, f"{key}.stdout"), env=env)
         self.wait_for(what, lambda: "ready to handle connections" in read(logfile)
                       and os.path.exists(sock), 20, p, logfile)

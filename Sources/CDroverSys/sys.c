@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
 #include <linux/capability.h>
 #include <signal.h>
 #include <string.h>
@@ -37,6 +38,16 @@ int drover_close_range(unsigned int first, unsigned int last) {
 int drover_set_pdeathsig(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
 
 int drover_set_dumpable(int on) { return prctl(PR_SET_DUMPABLE, on ? 1 : 0, 0, 0, 0); }
+
+int drover_set_sched_policy(int policy) {
+    static const int policies[] = {SCHED_OTHER, SCHED_BATCH, SCHED_IDLE};
+    if (policy < 0 || policy > 2) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct sched_param param = {.sched_priority = 0};
+    return sched_setscheduler(0, policies[policy], &param);
+}
 
 /* ---- epoll ---- */
 int drover_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }

@@ -272,6 +272,17 @@ enum DirectiveTable {
              "Set PR_SET_DUMPABLE so the pool's user can ptrace its processes and they can dump core.") { p, i throws(ValueError) in
             p.config.processDumpable = try i.bool()
         },
+        pool("process.sched_policy", "batch", implemented: true, drover: true,
+             "Scheduling policy of the pool's workers and apps: batch (SCHED_BATCH: a worker or app woken by a request "
+                + "does not preempt the process running, which saves each request two context switches in the relay; "
+                + "docs/performance.md), other (SCHED_OTHER, as php-fpm's processes run) or idle (SCHED_IDLE: only "
+                + "CPU time nothing else wants). process.priority still applies to batch and other.") { p, i throws(ValueError) in
+            let v = try i.string()
+            guard let policy = SchedulingPolicy(rawValue: v.lowercased()) else {
+                throw ValueError("invalid scheduling policy '\(v)' (batch, other or idle)")
+            }
+            p.config.processSchedPolicy = policy
+        },
         pool("pm", "static", implemented: true,
              "Process manager: static (pm.max_children workers), dynamic (idle workers kept between pm.min_spare_servers and "
                 + "pm.max_spare_servers; scale-up within milliseconds, scale-down one worker per second) or ondemand (workers start "

@@ -56,6 +56,7 @@ extension ConfigLoader {
             line("listen.setfib", number(p.listenSetfib))
             line("process.priority", number(p.processPriority))
             line("process.dumpable", yesNo(p.processDumpable))
+            line("process.sched_policy", p.processSchedPolicy.rawValue)
             line("pm", p.pm.rawValue)
             line("pm.max_children", "\(p.maxChildren)")
             line("pm.start_servers", "\(p.startServers)")

@@ -64,6 +64,17 @@ public enum ProcessManager: String, Sendable {
     case `static`, dynamic, ondemand
 }
 
+/// `process.sched_policy`: the Linux scheduling policy of a pool's workers
+/// and apps (sched(7)).
+public enum SchedulingPolicy: String, Sendable, CaseIterable {
+    /// SCHED_OTHER, the default of every other process.
+    case other
+    /// SCHED_BATCH: a woken worker or app does not preempt the running task.
+    case batch
+    /// SCHED_IDLE: runs only when nothing else wants the CPU.
+    case idle
+}
+
 /// One `listen` address.
 public enum ListenAddress: Hashable, Sendable, CustomStringConvertible {
     /// A Unix socket path (absolute after prefix resolution).
@@ -143,6 +154,7 @@ public struct PoolConfig: Sendable {
     public var listenSetfib: Int?
     public var processPriority: Int?
     public var processDumpable: Bool = false
+    public var processSchedPolicy: SchedulingPolicy = .batch
     public var pm: ProcessManager = .static
     public var maxChildren: Int = 0
     public var startServers: Int = 0

@@ -20,10 +20,13 @@ final class App {
     private(set) var startedAt: Int64 = 0
     /// Requests sent to this app instance.
     var requests = 0
-    /// False once this app was seen closing a kept connection (it ignores
-    /// FCGI_KEEP_CONN): then each request gets a fresh connection, closed
-    /// after END_REQUEST, so no request is written into a closing one.
-    var keepsConnections = true
+    /// False once this app was seen closing a connection after answering a
+    /// request on it (it ignores FCGI_KEEP_CONN): then each request gets a
+    /// fresh connection, closed after END_REQUEST, so no request is written
+    /// into a closing one.
+    private(set) var keepsConnections = true
+    /// Requests answered on the current connection.
+    private var answeredOnConnection = 0
     /// The connection to the app, or -1.
     private(set) var fd: Int32 = -1
     /// `fd` was opened by start() and not yet handed out by connect().
@@ -211,6 +214,26 @@ final class App {
         if fd >= 0 { FD.close(fd) }
         fd = -1
         freshConnection = false
+        answeredOnConnection = 0
+    }
+
+    /// The relay saw END_REQUEST for a request on the current connection.
+    func requestAnswered() {
+        if fd >= 0 { answeredOnConnection += 1 }
+    }
+
+    /// The app closed its connection between requests (EOF, or EPIPE on
+    /// the next request's first write). Only closing it after exactly one
+    /// answered request shows an app that ignores FCGI_KEEP_CONN. libfcgi,
+    /// for one, drops a Unix connection that sends nothing within 2 s of
+    /// its accept, which is what happens to the connection made while the
+    /// app starts when the first request comes later; and an app may close
+    /// a connection it kept for a while (a per-connection limit, a stray
+    /// record). Taking either for "keeps no connections" cost a socket,
+    /// connect and close on every request after (docs/performance.md).
+    func connectionClosedByApp() {
+        if answeredOnConnection == 1 { keepsConnections = false }
+        closeConnection()
     }
 
     /// Called when the worker reaped the app; returns how long it ran (µs).

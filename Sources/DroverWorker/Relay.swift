@@ -492,8 +492,7 @@ extension Worker {
         case .failed(let e) where (e == EPIPE || e == ECONNRESET) && !r.sentToApp:
             // The app closed its kept connection between requests and
             // nothing of this request reached it: reconnect and send again.
-            app.keepsConnections = false
-            app.closeConnection()
+            app.connectionClosedByApp()
             if let problem = connectApp() {
                 appBroke(conn, &s, "is unreachable (\(problem))")
             } else {
@@ -668,6 +667,7 @@ extension Worker {
         slot.endRequest(at: endedAt, bytesIn: r.bytesIn, bytesOut: r.bytesOut, cpu: usage?.cpu, memory: usage?.memory)
         logAccess(r, usage: usage, endedAt: endedAt)
         inRequest = false
+        if r.appEnded { app.requestAnswered() }
         if !app.keepsConnections { app.closeConnection() }
         guard stopping == nil && appFailureExit == nil else { return }
         if app.pid == 0 {

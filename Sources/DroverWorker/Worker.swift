@@ -102,6 +102,7 @@ public final class Worker {
 
     private func applyLimits() throws {
         try ProcessLimits.apply(files: pool.rlimitFiles, core: pool.rlimitCore, priority: pool.processPriority)
+        try ProcessLimits.apply(schedulingPolicy: pool.processSchedPolicy)
     }
 
     /// Becomes the pool's user. With `chroot` the worker keeps exactly one
@@ -222,8 +223,7 @@ public final class Worker {
         case .app where app.fd == fd:
             // Data or EOF from the app between requests: it closed the
             // connection (or broke the protocol); the next request reconnects.
-            app.keepsConnections = false
-            app.closeConnection()
+            app.connectionClosedByApp()
         case .output:
             app.output?.drain(fd)
         default:

@@ -37,7 +37,7 @@ final class DirectiveTests: XCTestCase {
         "access.log", "access.format", "access.suppress_path[]", "catch_workers_output", "decorate_workers_output",
         "pm.max_spare_servers", "pm.max_spawn_rate", "pm.process_idle_timeout", "pm.max_requests", "slowlog",
         "request_slowlog_timeout", "request_terminate_timeout", "request_slowlog_trace_command",
-        "pm.status_listen", "status.show_query", "security.limit_extensions",
+        "pm.status_listen", "status.show_query", "security.limit_extensions", "process.sched_policy",
     ]
 
     func testEveryPHPFPMDirectiveIsRecognised() {
@@ -83,7 +83,7 @@ final class DirectiveTests: XCTestCase {
         "prefix": "", "user": "nobody", "group": "nogroup", "listen": "/tmp/sample.sock", "listen.backlog": "128",
         "listen.acl_users": "www-data", "listen.acl_groups": "www-data", "listen.owner": "www-data",
         "listen.group": "www-data", "listen.mode": "0666", "listen.allowed_clients": "127.0.0.1", "listen.setfib": "1",
-        "process.dumpable": "yes", "pm": "static", "pm.max_children": "5", "pm.start_servers": "2",
+        "process.dumpable": "yes", "process.sched_policy": "other", "pm": "static", "pm.max_children": "5", "pm.start_servers": "2",
         "pm.min_spare_servers": "1", "pm.max_spare_servers": "3", "pm.max_spawn_rate": "8",
         "pm.process_idle_timeout": "20s", "pm.max_requests": "500", "pm.status_path": "/status",
         "pm.status_listen": "127.0.0.1:9901", "ping.path": "/ping", "ping.response": "ok", "access.log": "log/a.log",
@@ -137,6 +137,7 @@ final class DirectiveTests: XCTestCase {
             listen.owner = www-data
             listen.group = www-data
             process.priority = 19
+            process.sched_policy = IDLE
             pm.status_path = /status
             ping.path = /ping
             ping.response = ok
@@ -156,6 +157,7 @@ final class DirectiveTests: XCTestCase {
         XCTAssertEqual(p.listenBacklog, 128)
         XCTAssertEqual(p.listenOwner, "www-data")
         XCTAssertEqual(p.processPriority, 19)
+        XCTAssertEqual(p.processSchedPolicy, .idle)
         XCTAssertEqual(p.statusPath, "/status")
         XCTAssertEqual(p.pingPath, "/ping")
         XCTAssertEqual(p.pingResponse, "ok")
@@ -163,6 +165,7 @@ final class DirectiveTests: XCTestCase {
         XCTAssertFalse(p.clearEnv)
         XCTAssertEqual(p.chdir, "/")
         XCTAssertEqual(p.locations["listen.owner"]?.line, 13)
+        XCTAssertEqual(p.locations["process.sched_policy"]?.line, 16)
         XCTAssertEqual(c.global.locations["events.mechanism"]?.line, 5)
     }
 
@@ -182,11 +185,23 @@ final class DirectiveTests: XCTestCase {
         XCTAssertNil(p.listenMode)
         XCTAssertTrue(p.clearEnv)
         XCTAssertFalse(p.processDumpable)
+        XCTAssertEqual(p.processSchedPolicy, .batch)
         XCTAssertEqual(p.pingResponse, "pong")
         XCTAssertEqual(p.securityLimitExtensions, [".php", ".phar"])
         XCTAssertTrue(p.command.isEmpty)
         XCTAssertEqual(p.requestSlowlogTraceDepth, 20)
         XCTAssertEqual(c.warnings.count, 0, c.warnings.map(\.description).joined(separator: "\n"))
+    }
+
+    func testSchedulingPolicyErrorNamesFileLineAndChoices() {
+        let (r, _, path) = loadText("""
+            [www]
+            listen = /tmp/x.sock
+            pm.max_children = 5
+            process.sched_policy = fifo
+            """)
+        XCTAssertEqual(r.errors.map(\.description),
+                       ["\(path):4: process.sched_policy: invalid scheduling policy 'fifo' (batch, other or idle)"])
     }
 
     func testUnknownDirectiveIsAnErrorWithFileAndLine() {

@@ -408,12 +408,14 @@ def _read_exact(sock, n):
     return bytes(buf)
 
 
-def fcgi_exchange(sock, params, body=b"", request_id=1, keep_conn=False, on_stdout=None):
+def fcgi_exchange(sock, params, body=b"", request_id=1, keep_conn=False, on_stdout=None, one_write=False):
     """One request on an open socket. Returns FcgiResponse.
 
     `body` may be bytes or an iterable of byte chunks; it is sent from a
     thread so that large bodies and large responses can overlap.
     `on_stdout`, if given, receives STDOUT chunks instead of collecting them.
+    `one_write` sends a small request in one write, as nginx does, instead
+    of the head and each STDIN record apart.
     """
     payload = b"".join(fcgi_name_value(k, v) for k, v in params.items())
     head = fcgi_record(FCGI_BEGIN_REQUEST, request_id,
@@ -424,6 +426,10 @@ def fcgi_exchange(sock, params, body=b"", request_id=1, keep_conn=False, on_stdo
 
     def send_all():
         try:
+            if one_write:
+                sock.sendall(head + b"".join(fcgi_record(FCGI_STDIN, request_id, c) for c in chunks if c)
+                             + fcgi_record(FCGI_STDIN, request_id))
+                return
             sock.sendall(head)
             for chunk in chunks:
                 if chunk:
@@ -464,7 +470,7 @@ def fcgi_exchange(sock, params, body=b"", request_id=1, keep_conn=False, on_stdo
 
 
 def fcgi_request(address, script, method="GET", query="", body=b"", params=None, timeout=TIMEOUT,
-                 content_type=None, keep_conn=False, on_stdout=None, body_len=None):
+                 content_type=None, keep_conn=False, on_stdout=None, body_len=None, one_write=False):
     """Sends one FastCGI request to `address`; returns an FcgiResponse."""
     if body_len is None:
         body_len = len(body) if isinstance(body, (bytes, bytearray)) else 0
@@ -472,7 +478,7 @@ def fcgi_request(address, script, method="GET", query="", body=b"", params=None,
     if params:
         p.update(params)
     with contextlib.closing(connect_address(address, timeout)) as sock:
-        return fcgi_exchange(sock, p, body, keep_conn=keep_conn, on_stdout=on_stdout)
+        return fcgi_exchange(sock, p, body, keep_conn=keep_conn, on_stdout=on_stdout, one_write=one_write)
 
 
 # ---------------------------------------------------------------------------

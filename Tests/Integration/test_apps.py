@@ -4,6 +4,7 @@ privacy of the app's own socket."""
 import os
 import pwd
 import stat
+import time
 import subprocess
 
 import pytest
@@ -12,15 +13,22 @@ from conftest import (IS_ROOT, PERL_BIN, PHP_LIMITS, app_pids, connect_unix_as, 
                       status_full, unix_socket_path_of_fd)
 
 
-def test_perl_fcgi_app(drover_factory, workdir):
+def start_perl_pool(drover_factory, workdir, max_children):
+    """Starts a pool of apps/app.pl (Perl's FCGI, from Debian's
+    libfcgi-perl) and returns its socket; skips the test without FCGI."""
     probe = subprocess.run([PERL_BIN, "-MFCGI", "-e", "1"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip("perl FCGI module (libfcgi-perl) is not installed")
     d = drover_factory()
     sock = d.sock("perl")
     app = workdir / "www" / "app.pl"
-    d.write_config([pool_section("perl", sock, max_children=2, command=f"{PERL_BIN} {app}")])
-    d.start(statuses=[(sock, 2)])
+    d.write_config([pool_section("perl", sock, max_children=max_children, command=f"{PERL_BIN} {app}")])
+    d.start(statuses=[(sock, max_children)])
+    return sock
+
+
+def test_perl_fcgi_app(drover_factory, workdir):
+    sock = start_perl_pool(drover_factory, workdir, 2)
     apps = app_pids(sock)
     for pid in apps:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -85,6 +93,25 @@ def test_env_clear_env_and_php_values(drover_factory, workdir):
     assert b"memory_limit=77M" in cmdline and b"precision=7" in cmdline, cmdline
 
 
+def test_scheduling_policy_of_workers_and_apps(drover_factory, workdir):
+    """process.sched_policy: SCHED_BATCH unless the pool says otherwise,
+    for the worker and the app it starts; the master is left alone."""
+    d = drover_factory()
+    pools = {"dflt": None, "other": "other", "idle": "idle"}
+    expected = {"dflt": os.SCHED_BATCH, "other": os.SCHED_OTHER, "idle": os.SCHED_IDLE}
+    d.write_config([pool_section(name, d.sock(name), max_children=1,
+                                 extra=PHP_LIMITS + (f"process.sched_policy = {policy}\n" if policy else ""))
+                    for name, policy in pools.items()])
+    d.start(statuses=[(d.sock(name), 1) for name in pools])
+    assert os.sched_getscheduler(d.pid) == os.sched_getscheduler(0)
+    for name in pools:
+        [row] = status_full(d.sock(name))["processes"]
+        for pid in (row["pid"], row["app pid"]):
+            assert os.sched_getscheduler(pid) == expected[name], (name, pid)
+        r = fcgi_request(d.sock(name), str(workdir / "www" / "hello.php"))
+        assert r.status == 200, r
+
+
 def test_app_socket_directory_is_private(drover_factory, workdir):
     d = drover_factory()
     sock = d.sock("www")
@@ -114,3 +141,41 @@ def test_app_socket_directory_is_private(drover_factory, workdir):
     for path in paths:
         assert not os.path.exists(path)
     assert not os.path.exists(os.path.dirname(os.path.dirname(paths[0])))
+
+
+def app_connection_inodes(pid):
+    """Socket inodes the app holds besides its listening socket (fd 0)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        if fd in ("0", "1", "2"):
+            continue
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            inodes.add(target)
+    return inodes
+
+
+def test_kept_app_connection_survives_an_idle_start(drover_factory, workdir):
+    """libfcgi (here in Perl's FCGI) drops a Unix connection that sends
+    nothing within 2 s of its accept. The connection a worker opens while
+    its app starts meets that fate when the first request comes later; the
+    worker must reconnect once and keep connections after, not take the
+    app for one that ignores FCGI_KEEP_CONN and reconnect per request."""
+    sock = start_perl_pool(drover_factory, workdir, 1)
+    [pid] = app_pids(sock)
+    time.sleep(2.5)
+    assert app_connection_inodes(pid) == set(), "the app should have dropped the silent start-up connection"
+    seen = []
+    for _ in range(4):
+        # In one write, as nginx sends a GET: sent apart, the empty STDIN
+        # may reach the worker after the app (which does not read it) has
+        # answered, and the worker then closes that connection, as it must
+        # when records for the app are left unsent.
+        r = fcgi_request(sock, "/anything", one_write=True)
+        assert r.status == 200, r
+        seen.append(app_connection_inodes(pid))
+    assert len(seen[0]) == 1, seen
+    assert all(s == seen[0] for s in seen), f"the worker reconnected between requests: {seen}"

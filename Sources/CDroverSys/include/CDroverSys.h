@@ -28,6 +28,9 @@ int drover_memfd_create(const char *name, unsigned int flags);
 int drover_close_range(unsigned int first, unsigned int last);
 int drover_set_pdeathsig(int sig);
 int drover_set_dumpable(int on);
+/* sched_setscheduler(0, ...) with priority 0: 0 SCHED_OTHER, 1 SCHED_BATCH,
+ * 2 SCHED_IDLE (the macros need _GNU_SOURCE); -1/errno. */
+int drover_set_sched_policy(int policy);
 
 enum {
     DROVER_SOCK_CLOEXEC = 02000000,

@@ -1,3 +1,5 @@
+import CDroverSys
+import DroverConfig
 import Glibc
 
 /// rlimit_files / rlimit_core / process.priority, shared by the master
@@ -20,6 +22,19 @@ public enum ProcessLimits {
         }
         if let priority, setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, Int32(priority)) != 0 {
             throw SystemError("setpriority(\(priority))")
+        }
+    }
+
+    /// process.sched_policy, for the calling process and what it starts
+    /// later (fork and execve keep the policy).
+    public static func apply(schedulingPolicy policy: SchedulingPolicy) throws {
+        let code: Int32 = switch policy {
+        case .other: 0
+        case .batch: 1
+        case .idle: 2
+        }
+        if drover_set_sched_policy(code) != 0 {
+            throw SystemError("sched_setscheduler(SCHED_\(policy.rawValue.uppercased()))")
         }
     }
 }
