@@ -39,15 +39,8 @@ int drover_set_pdeathsig(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
 int drover_set_dumpable(int on) { return prctl(PR_SET_DUMPABLE, on ? 1 : 0, 0, 0, 0); }
 
-int drover_set_sched_policy(int policy) {
-    static const int policies[] = {SCHED_OTHER, SCHED_BATCH, SCHED_IDLE};
-    if (policy < 0 || policy > 2) {
-        errno = EINVAL;
-        return -1;
-    }
-    struct sched_param param = {.sched_priority = 0};
-    return sched_setscheduler(0, policies[policy], &param);
-}
+_Static_assert(DROVER_SCHED_OTHER == SCHED_OTHER && DROVER_SCHED_BATCH == SCHED_BATCH && DROVER_SCHED_IDLE == SCHED_IDLE,
+               "scheduling policy constants");
 
 /* ---- epoll ---- */
 int drover_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }

@@ -66,7 +66,7 @@ public enum ProcessManager: String, Sendable {
 
 /// `process.sched_policy`: the Linux scheduling policy of a pool's workers
 /// and apps (sched(7)).
-public enum SchedulingPolicy: String, Sendable, CaseIterable {
+public enum SchedulingPolicy: String, Sendable {
     /// SCHED_OTHER, the default of every other process.
     case other
     /// SCHED_BATCH: a woken worker or app does not preempt the running task.

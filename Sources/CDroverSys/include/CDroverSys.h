@@ -28,15 +28,16 @@ int drover_memfd_create(const char *name, unsigned int flags);
 int drover_close_range(unsigned int first, unsigned int last);
 int drover_set_pdeathsig(int sig);
 int drover_set_dumpable(int on);
-/* sched_setscheduler(0, ...) with priority 0: 0 SCHED_OTHER, 1 SCHED_BATCH,
- * 2 SCHED_IDLE (the macros need _GNU_SOURCE); -1/errno. */
-int drover_set_sched_policy(int policy);
 
 enum {
     DROVER_SOCK_CLOEXEC = 02000000,
     DROVER_SOCK_NONBLOCK = 04000,
     DROVER_O_CLOEXEC = 02000000,
     DROVER_MFD_CLOEXEC = 1,
+    /* sched_setscheduler(2) policies Glibc shows only under _GNU_SOURCE */
+    DROVER_SCHED_OTHER = 0,
+    DROVER_SCHED_BATCH = 3,
+    DROVER_SCHED_IDLE = 5,
 };
 
 /* ---- the log channel -------------------------------------------------------

@@ -29,11 +29,12 @@ public enum ProcessLimits {
     /// later (fork and execve keep the policy).
     public static func apply(schedulingPolicy policy: SchedulingPolicy) throws {
         let code: Int32 = switch policy {
-        case .other: 0
-        case .batch: 1
-        case .idle: 2
+        case .other: Int32(DROVER_SCHED_OTHER)
+        case .batch: Int32(DROVER_SCHED_BATCH)
+        case .idle: Int32(DROVER_SCHED_IDLE)
         }
-        if drover_set_sched_policy(code) != 0 {
+        var param = sched_param(sched_priority: 0)
+        if sched_setscheduler(0, code, &param) != 0 {
             throw SystemError("sched_setscheduler(SCHED_\(policy.rawValue.uppercased()))")
         }
     }
